@@ -1,0 +1,37 @@
+"""convzoo: the classic convolutional networks of image classification, faithful to their papers.
+
+    >>> import convzoo
+    >>> net = convzoo.create_model("alexnet", num_classes=10, in_chans=1)
+    >>> convzoo.model_info("alexnet").paper.year
+    2012
+"""
+from __future__ import annotations
+
+from . import models  # registers every family
+from .counting import count_macs, count_params, figures, stage_shapes
+from .errors import UserError
+from .inputs import input_range
+from .peers import load_peer_weights, read_state_dict
+from .registry import ModelInfo, Paper, PaperFigure, create_model, list_families, list_models, model_info
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ModelInfo",
+    "Paper",
+    "PaperFigure",
+    "UserError",
+    "__version__",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "figures",
+    "input_range",
+    "list_families",
+    "list_models",
+    "load_peer_weights",
+    "model_info",
+    "models",
+    "read_state_dict",
+    "stage_shapes",
+]

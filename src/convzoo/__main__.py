@@ -1,0 +1,4 @@
+"""`python -m convzoo` is the `convzoo` command."""
+from .cli import main
+
+raise SystemExit(main())

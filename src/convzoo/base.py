@@ -1,0 +1,56 @@
+"""`ZooModel`, the contract every convzoo network keeps.
+
+- keyword-only ``num_classes``, ``in_chans`` and ``dropout``, checked here;
+- ``forward_features(x) -> (N, C, H, W)``, ``forward_head(x) -> (N, num_classes)`` and
+  ``forward = forward_head ∘ forward_features``, always one Tensor;
+- networks with auxiliary heads expose ``forward_train(x) -> (logits, [aux, ...])``;
+- an input the network cannot take raises `UserError` naming the layer and the sizes that work.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .errors import UserError
+from .inputs import diagnose_input, is_probing
+
+__all__ = ["ZooModel"]
+
+
+class ZooModel(nn.Module):
+    """Base class: subclasses build `stem`/`stages` (or `features`) and `head`, and set `num_features`."""
+
+    num_features: int
+
+    def __init__(self, *, num_classes: int, in_chans: int, dropout: float) -> None:
+        super().__init__()
+        name = type(self).__name__
+        for arg, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"{name}: {arg} must be a positive integer, got {value!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise UserError(f"{name}: dropout is a probability in [0, 1), got {dropout!r}")
+        self.name = name.lower()  # create_model replaces it with the registered name
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.drop_rate = float(dropout)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        try:
+            return self.forward_head(self.forward_features(x))
+        except (RuntimeError, ValueError) as err:  # torch's shape errors are of either type
+            raise self._input_error(x, err) from None
+
+    def _input_error(self, x: Tensor, err: Exception) -> Exception:
+        """The error to raise when torch refused `x`: a `UserError` if the input size is the cause."""
+        if is_probing() or isinstance(err, UserError):
+            return err
+        return diagnose_input(self, tuple(x.shape), err)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, in_chans={self.in_chans}, dropout={self.drop_rate}"

@@ -1,0 +1,41 @@
+"""Plain-text rendering shared by the command line and the reports (no third-party dependency)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["fmt_count", "fmt_shape", "fmt_si", "text_table"]
+
+
+def fmt_count(n: float) -> str:
+    """An exact count with thousands separators: 60965224 -> '60,965,224'."""
+    return f"{int(n):,}"
+
+
+def fmt_si(n: float, unit: str = "") -> str:
+    """A rounded figure for reading: 724406816 -> '724.4M', 3.86e9 -> '3.86G'."""
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= scale:
+            value = n / scale
+            digits = 2 if value < 10 else 1
+            return f"{value:.{digits}f}{suffix}{unit}"
+    return f"{n:g}{unit}"
+
+
+def fmt_shape(shape: Sequence[int]) -> str:
+    """(3, 227, 227) -> '3×227×227'."""
+    return "×".join(str(d) for d in shape)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[bool] | None = None,
+               ) -> str:
+    """Columns padded to their widest cell; `right[i]` right-aligns column i (numbers)."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    right = right or [False] * len(headers)
+    lines = []
+    for k, row in enumerate(cells):
+        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)]
+        lines.append("  ".join(parts).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

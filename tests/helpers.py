@@ -1,0 +1,70 @@
+"""Helpers the test files share (imported as `helpers`; pytest puts tests/ on sys.path)."""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+
+import convzoo
+from convzoo.meta import build_on_meta
+
+
+@functools.cache
+def small_input(name: str) -> tuple[int, int, int]:
+    """A cheap legal input (C, H, W) for `name`: its smallest working square size, at least 32."""
+    info = convzoo.model_info(name)
+    net = build_on_meta(convzoo.create_model, name=name)
+    rng = convzoo.input_range(net, info.input_size[1])
+    assert rng is not None, f"{name}: no input size works"
+    lo, hi = rng
+    side = max(lo, 32) if hi is None else max(lo, min(32, hi))
+    return (info.input_size[0], side, side)
+
+
+def build_peer(source: str, peer_name: str, **kwargs: Any) -> nn.Module:
+    """A random-initialised torchvision or timm network (no download, no weights)."""
+    if source == "torchvision":
+        import torchvision
+
+        return torchvision.models.get_model(peer_name, weights=None, **kwargs)
+    import timm
+
+    return timm.create_model(peer_name, pretrained=False, **kwargs)
+
+
+def assert_same_as_peer(name: str, source: str, peer_name: str, *, ours: dict[str, Any] | None = None,
+                        peer: dict[str, Any] | None = None, input_size: tuple[int, int, int] | None = None,
+                        via_file: str | None = None) -> float:
+    """Load a random peer's weights into ours and require the same outputs (fp32, max |Δ| ≤ 1e-5).
+
+    Returns the max abs difference. `via_file` ("pth" or "safetensors") round-trips the state dict
+    through a file in a temporary directory first.
+    """
+    torch.manual_seed(0)
+    theirs = build_peer(source, peer_name, **(peer or {})).eval()
+    model = convzoo.create_model(name, **(ours or {})).eval()
+    state: Any = theirs.state_dict()
+    if via_file is not None:
+        import tempfile
+        from pathlib import Path
+
+        tmp = Path(tempfile.mkdtemp()) / f"weights.{via_file}"
+        if via_file == "safetensors":
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        else:
+            torch.save(state, tmp)
+        state = tmp
+    convzoo.load_peer_weights(model, state, source=source)
+    x = torch.randn(2, *(input_size or small_input(name)))
+    with torch.no_grad():
+        expected, got = theirs(x), model(x)
+    if isinstance(expected, tuple):  # torchvision's eval-mode outputs are tensors; be safe with namedtuples
+        expected = expected[0]
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    diff = (got - expected).abs().max().item()
+    assert diff <= 1e-5, f"{name} vs {source} {peer_name}: max |Δ| = {diff:.3g}"
+    return diff
