@@ -46,6 +46,13 @@ class ZooModel(nn.Module):
         except (RuntimeError, ValueError) as err:  # torch's shape errors are of either type
             raise self._input_error(x, err) from None
 
+    def forward_train(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Logits and the auxiliary heads' logits (none here); networks with auxiliary heads override it.
+
+        Trainers call this in training and weight each auxiliary loss by ``model_info(name).aux_weight``.
+        """
+        return self(x), []
+
     def _input_error(self, x: Tensor, err: Exception) -> Exception:
         """The error to raise when torch refused `x`: a `UserError` if the input size is the cause."""
         if is_probing() or isinstance(err, UserError):

@@ -59,3 +59,14 @@ class ClassifierHead(nn.Sequential):
             drop=nn.Dropout(dropout),
             fc=nn.Linear(in_features, num_classes),
         ))
+
+
+def krizhevsky_lrn() -> nn.LocalResponseNorm:
+    """Local response normalisation with AlexNet's constants (§3.3): k = 2, n = 5, α = 1e-4, β = 0.75.
+
+    The paper divides by (k + α Σ a²)^β; torch divides by (k + α/n Σ a²)^β, so α is passed as α·n = 5e-4
+    to compute the paper's formula. (Caffe's LRN also divides by n, which is why ports that copy its
+    alpha=1e-4 compute a normalisation five times weaker than the paper's.) VGG's A-LRN and GoogLeNet
+    reuse these constants.
+    """
+    return nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)

@@ -133,9 +133,12 @@ def list_models(pattern: str = "*", *, family: str | None = None) -> list[str]:
 
 
 def list_families() -> list[str]:
-    """Family names (model modules), in the order the families were registered."""
+    """Family names (model modules), oldest paper first."""
     _load_families()
-    return list(dict.fromkeys(info.family for info in _REGISTRY.values()))
+    first_year: dict[str, int] = {}
+    for info in _REGISTRY.values():
+        first_year[info.family] = min(info.paper.year, first_year.get(info.family, info.paper.year))
+    return sorted(first_year, key=lambda f: (first_year[f], f))
 
 
 def model_info(name: str) -> ModelInfo:

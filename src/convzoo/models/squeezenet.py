@@ -1,0 +1,1 @@
+"""(being written: this family is not registered yet)."""
