@@ -12,10 +12,11 @@ from convzoo.meta import build_on_meta
 
 
 @functools.cache
-def small_input(name: str) -> tuple[int, int, int]:
-    """A cheap legal input (C, H, W) for `name`: its smallest working square size, at least 32."""
+def small_input(name: str, **overrides: Any) -> tuple[int, int, int]:
+    """A cheap legal input (C, H, W) for `name` (built with `overrides`): its smallest working square size,
+    at least 32 where that works."""
     info = convzoo.model_info(name)
-    net = build_on_meta(convzoo.create_model, name=name)
+    net = build_on_meta(convzoo.create_model, name=name, **overrides)
     rng = convzoo.input_range(net, info.input_size[1])
     assert rng is not None, f"{name}: no input size works"
     lo, hi = rng

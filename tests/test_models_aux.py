@@ -23,7 +23,7 @@ def test_aux_heads(name: str) -> None:
     assert info.aux_weight is not None and 0 < info.aux_weight < 1, "the paper's aux loss weight"
     torch.manual_seed(0)
     model = convzoo.create_model(name, num_classes=10, aux_logits=True)
-    x = torch.randn(2, *small_input(name))
+    x = torch.randn(2, *small_input(name, aux_logits=True))
     logits, aux = model.train().forward_train(x)
     assert logits.shape == (2, 10) and len(aux) >= 1 and all(a.shape == (2, 10) for a in aux)
     loss = logits.square().mean() + info.aux_weight * sum(a.square().mean() for a in aux)
