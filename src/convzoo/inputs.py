@@ -65,9 +65,11 @@ def _probe(twin: nn.Module, size: tuple[int, int, int, int]) -> _Failure | None:
         with torch.no_grad():
             x = torch.empty(size, device="meta")
             if hasattr(twin, "forward_features"):
-                x = twin.forward_features(x)
-                features.append(tuple(x.shape))
-                twin.forward_head(x)
+                feats = twin.forward_features(x)
+                features.append(tuple(feats.shape))
+                twin.forward_head(feats)
+                if getattr(twin, "aux_logits", False):  # auxiliary heads may fix the size too (GoogLeNet's FC)
+                    twin.forward_train(x)
             else:
                 twin(x)
     except (RuntimeError, ValueError) as err:

@@ -11,6 +11,7 @@ filters the peer's tensors first.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,8 @@ def _peer_order(source: str, peer_name: str) -> list[str] | None:
     """The peer network's own key order (its module order), from a build on meta with default options
     (which include auxiliary heads where the peer has them); None when the peer library is missing."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision's googlenet warns about its init_weights default
             if source == "torchvision":
                 import torchvision
 
