@@ -47,19 +47,21 @@ def assert_same_as_peer(name: str, source: str, peer_name: str, *, ours: dict[st
     theirs = build_peer(source, peer_name, **(peer or {})).eval()
     model = convzoo.create_model(name, **(ours or {})).eval()
     state: Any = theirs.state_dict()
-    if via_file is not None:
+    if via_file is None:
+        convzoo.load_peer_weights(model, state, source=source)
+    else:
         import tempfile
         from pathlib import Path
 
-        tmp = Path(tempfile.mkdtemp()) / f"weights.{via_file}"
-        if via_file == "safetensors":
-            from safetensors.torch import save_file
+        with tempfile.TemporaryDirectory() as tmp:  # VGG-sized files: never leave them behind
+            path = Path(tmp) / f"weights.{via_file}"
+            if via_file == "safetensors":
+                from safetensors.torch import save_file
 
-            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-        else:
-            torch.save(state, tmp)
-        state = tmp
-    convzoo.load_peer_weights(model, state, source=source)
+                save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+            else:
+                torch.save(state, path)
+            convzoo.load_peer_weights(model, path, source=source)
     x = torch.randn(2, *(input_size or small_input(name)))
     with torch.no_grad():
         expected, got = theirs(x), model(x)

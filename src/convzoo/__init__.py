@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import models  # registers every family
 from .counting import count_macs, count_params, figures, stage_shapes
+from .dense import dense_predict, to_fully_conv
 from .errors import UserError
 from .inputs import input_range
 from .peers import load_peer_weights, read_state_dict
@@ -25,6 +26,7 @@ __all__ = [
     "count_macs",
     "count_params",
     "create_model",
+    "dense_predict",
     "figures",
     "input_range",
     "list_families",
@@ -34,4 +36,5 @@ __all__ = [
     "models",
     "read_state_dict",
     "stage_shapes",
+    "to_fully_conv",
 ]
