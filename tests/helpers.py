@@ -27,9 +27,13 @@ def small_input(name: str, **overrides: Any) -> tuple[int, int, int]:
 def build_peer(source: str, peer_name: str, **kwargs: Any) -> nn.Module:
     """A random-initialised torchvision or timm network (no download, no weights)."""
     if source == "torchvision":
+        import warnings
+
         import torchvision
 
-        return torchvision.models.get_model(peer_name, weights=None, **kwargs)
+        with warnings.catch_warnings():  # googlenet and inception_v3 warn about their init_weights default
+            warnings.simplefilter("ignore", FutureWarning)
+            return torchvision.models.get_model(peer_name, weights=None, **kwargs)
     import timm
 
     return timm.create_model(peer_name, pretrained=False, **kwargs)

@@ -151,3 +151,10 @@ def test_defaults() -> None:
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(bn.eps == 1e-3 for bn in bns)
     assert not any(m.bias is not None for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_timm_weights_with_aux_head() -> None:
+    """timm builds inception_v3 without its aux head by default; its aux weights still load into ours."""
+    pytest.importorskip("timm")
+    assert_same_as_peer("inception_v3", "timm", "inception_v3", ours={"aux_logits": True, "num_classes": 10},
+                        peer={"aux_logits": True, "num_classes": 10}, input_size=(3, 299, 299))

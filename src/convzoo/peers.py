@@ -69,20 +69,21 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _peer_order(source: str, peer_name: str) -> list[str] | None:
-    """The peer network's own key order (its module order), from a build on meta with default options
-    (which include auxiliary heads where the peer has them); None when the peer library is missing."""
+def _peer_order(source: str, peer_name: str, aux: bool) -> list[str] | None:
+    """The peer network's own key order (its module order), from a build on meta (with its auxiliary heads
+    when ours has them: timm builds inception_v3 without them by default); None when the library is missing."""
+    options = {"aux_logits": True} if aux else {}
     try:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision's googlenet warns about its init_weights default
             if source == "torchvision":
                 import torchvision
 
-                net = torchvision.models.get_model(peer_name, weights=None)
+                net = torchvision.models.get_model(peer_name, weights=None, **options)
             else:
                 import timm
 
-                net = timm.create_model(peer_name, pretrained=False)
+                net = timm.create_model(peer_name, pretrained=False, **options)
     except ImportError:
         return None
     return list(net.state_dict())
@@ -129,7 +130,8 @@ def load_peer_weights(
     peer = (read_state_dict(state_dict_or_path) if isinstance(state_dict_or_path, (str, os.PathLike))
             else dict(state_dict_or_path))
     label = f"{source} weights" + (f" for {info.peers[source]!r}" if info else "")
-    order = _peer_order(source, info.peers[source]) if info is not None else None
+    aux = bool(getattr(model, "aux_logits", False))
+    order = _peer_order(source, info.peers[source], aux) if info is not None else None
     if order is not None:
         peer = _in_module_order(peer, order, label)
     if info is not None and (info.family, source) in _ADAPTERS:
