@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from . import models  # registers every family
+from .analysis import Report, analyze
 from .counting import count_macs, count_params, figures, stage_shapes
 from .dense import dense_predict, to_fully_conv
 from .errors import UserError
@@ -21,8 +22,10 @@ __all__ = [
     "ModelInfo",
     "Paper",
     "PaperFigure",
+    "Report",
     "UserError",
     "__version__",
+    "analyze",
     "count_macs",
     "count_params",
     "create_model",

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import UserError
-from .meta import meta_twin
+from .meta import is_meta, meta_twin
 
 __all__ = ["diagnose_input", "input_range", "is_probing"]
 
@@ -43,8 +43,25 @@ class _Failure:
     message: str
 
 
+def _run(twin: nn.Module, x: Tensor, features: list[tuple[int, ...]]) -> None:
+    """One shape-only pass: features, head, and the auxiliary heads (which may fix the size too)."""
+    token = _PROBING.set(True)  # the network's own error handler must re-raise torch's error unchanged
+    try:
+        with torch.no_grad():
+            if not hasattr(twin, "forward_features"):
+                twin(x)
+                return
+            feats = twin.forward_features(x)
+            features.append(tuple(feats.shape))
+            twin.forward_head(feats)
+            if getattr(twin, "aux_logits", False):
+                twin.forward_train(x)
+    finally:
+        _PROBING.reset(token)
+
+
 def _probe(twin: nn.Module, size: tuple[int, int, int, int]) -> _Failure | None:
-    """Run `twin` (already on meta) at `size`; None when it works, else where and why it broke."""
+    """Run `twin` (a `_shape_twin`) at `size`; None when it works, else where and why it broke."""
     names = {m: n for n, m in twin.named_modules()}
     stack: list[tuple[nn.Module, tuple[int, ...] | None]] = []
     features: list[tuple[int, ...]] = []
@@ -58,36 +75,23 @@ def _probe(twin: nn.Module, size: tuple[int, int, int, int]) -> _Failure | None:
 
     handles = [m.register_forward_pre_hook(enter) for m in names]
     handles += [m.register_forward_hook(leave) for m in names]
-    modes = {m: m.training for m in names}
-    twin.eval()  # geometry is the same in both modes, and train-mode batch norm is slow on meta
-    token = _PROBING.set(True)
     try:
-        with torch.no_grad():
-            x = torch.empty(size, device="meta")
-            if hasattr(twin, "forward_features"):
-                feats = twin.forward_features(x)
-                features.append(tuple(feats.shape))
-                twin.forward_head(feats)
-                if getattr(twin, "aux_logits", False):  # auxiliary heads may fix the size too (GoogLeNet's FC)
-                    twin.forward_train(x)
-            else:
-                twin(x)
+        _run(twin, torch.empty(size, device="meta"), features)
     except (RuntimeError, ValueError) as err:
         mod, shape = stack[-1] if stack else (twin, size)
         feat = features[0] if features else None
         return _Failure(names.get(mod, ""), mod, shape, feat, str(err).splitlines()[0])
     finally:
-        _PROBING.reset(token)
-        for m, mode in modes.items():
-            m.training = mode
         for h in handles:
             h.remove()
     return None
 
 
-def _shape_twin(model: nn.Module) -> nn.Module:
-    """A meta copy of `model` for geometry probes, with its shape-keeping modules made identities."""
-    twin = meta_twin(model)
+def _shape_twin(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """A meta network for geometry probes, in eval mode (train-mode batch norm is slow on meta, and
+    geometry is the same), with its shape-keeping modules made identities. A private copy of `model`,
+    unless `inplace` says `model` is a throwaway meta build that may be changed."""
+    twin = (model if inplace and is_meta(model) else meta_twin(model)).eval()
     for parent in list(twin.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, _SHAPE_KEEPING):
@@ -96,7 +100,11 @@ def _shape_twin(model: nn.Module) -> nn.Module:
 
 
 def _works(twin: nn.Module, chans: int, s: int) -> bool:
-    return _probe(twin, (2, chans, s, s)) is None
+    try:
+        _run(twin, torch.empty(2, chans, s, s, device="meta"), [])
+    except (RuntimeError, ValueError):
+        return False
+    return True
 
 
 def _search_range(twin: nn.Module, chans: int, start: int) -> tuple[int, int | None]:
@@ -115,19 +123,22 @@ def _search_range(twin: nn.Module, chans: int, start: int) -> tuple[int, int | N
     return lo, good
 
 
-def input_range(model: nn.Module, hint: int | None = None) -> tuple[int, int | None] | None:
-    """The square input sizes (lo, hi) a network takes; hi is None when unbounded (≤ 4096 searched).
-
-    Returns None when no size in 1..4096 works. `hint` is a size to try first (the paper's input).
-    """
-    twin = _shape_twin(model)
-    chans = int(getattr(model, "in_chans", 3))
-    starts = [hint] if hint else []
-    starts += [224, 227, 299, 32, 28, 512, 1024]
-    for s in starts:
+def _twin_range(twin: nn.Module, chans: int, hint: int | None) -> tuple[int, int | None] | None:
+    for s in ([hint] if hint else []) + [224, 227, 299, 32, 28, 512, 1024]:
         if _works(twin, chans, s):
             return _search_range(twin, chans, s)
     return None
+
+
+def input_range(model: nn.Module, hint: int | None = None, *, inplace: bool = False,
+                ) -> tuple[int, int | None] | None:
+    """The square input sizes (lo, hi) a network takes; hi is None when unbounded (≤ 4096 searched).
+
+    Returns None when no size in 1..4096 works. `hint` is a size to try first (the paper's input).
+    ``inplace=True`` lets the search strip a throwaway meta build instead of copying it (copying a network
+    of a thousand modules costs about 0.3 s); the network is unusable afterwards.
+    """
+    return _twin_range(_shape_twin(model, inplace), int(getattr(model, "in_chans", 3)), hint)
 
 
 def _fmt(shape: tuple[int, ...] | None) -> str:
@@ -175,7 +186,7 @@ def diagnose_input(model: nn.Module, shape: tuple[int, ...], err: Exception) -> 
     from .registry import _REGISTRY  # late: the registry imports models, which import this module
 
     info = _REGISTRY.get(name)
-    rng = input_range(twin, info.input_size[1] if info else None)
+    rng = _twin_range(twin, chans or 3, info.input_size[1] if info else None)
     if rng is None:
         return err
     lo, hi = rng
