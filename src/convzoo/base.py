@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import Tensor, nn
 
 from .errors import UserError
@@ -52,6 +54,19 @@ class ZooModel(nn.Module):
         Trainers call this in training and weight each auxiliary loss by ``model_info(name).aux_weight``.
         """
         return self(x), []
+
+    def _forward_with_taps(self, x: Tensor, taps: Mapping[str, nn.Module]) -> tuple[Tensor, list[Tensor]]:
+        """Stem and stages, with ``taps[name]`` (an auxiliary head) applied to the output of stage `name`;
+        the main logits and the taps' outputs in stage order. For `forward_train` of networks with heads."""
+        try:
+            h, aux = self.stem(x), []
+            for name, stage in self.stages.named_children():
+                h = stage(h)
+                if name in taps:
+                    aux.append(taps[name](h))
+            return self.forward_head(h), aux
+        except (RuntimeError, ValueError) as err:  # torch's shape errors, as in `forward`
+            raise self._input_error(x, err) from None
 
     def _input_error(self, x: Tensor, err: Exception) -> Exception:
         """The error to raise when torch refused `x`: a `UserError` if the input size is the cause."""

@@ -3,13 +3,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 __all__ = ["ActLayer", "ClassifierHead", "ConvBNAct", "NormLayer", "same_padding"]
 
 NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]
+
+# Batch norm as Google's TensorFlow releases of the Inception family set it (ε = 0.001); the torchvision
+# and timm ports keep it, so their weights only reproduce their outputs with it.
+TF_BATCH_NORM: NormLayer = partial(nn.BatchNorm2d, eps=1e-3)
 
 
 def same_padding(kernel_size: int | tuple[int, int], dilation: int = 1) -> int | tuple[int, int]:
@@ -52,13 +59,45 @@ class ConvBNAct(nn.Sequential):
 class ClassifierHead(nn.Sequential):
     """Global average pool → flatten → dropout → linear (children ``pool``, ``flatten``, ``drop``, ``fc``)."""
 
-    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__(OrderedDict(
             pool=nn.AdaptiveAvgPool2d(1),
             flatten=nn.Flatten(1),
             drop=nn.Dropout(dropout),
-            fc=nn.Linear(in_features, num_classes),
+            fc=nn.Linear(in_features, num_classes, bias=bias),
         ))
+
+
+class FilterConcat(nn.Module):
+    """Branches applied to one input, their outputs stacked on the channel axis (the Inception papers'
+    "Filter concatenation"); the branches are the keyword arguments, in order."""
+
+    def __init__(self, **branches: nn.Module) -> None:
+        super().__init__()
+        for name, branch in branches.items():
+            self.add_module(name, branch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([branch(x) for branch in self.children()], 1)
+
+
+def inception_conv(in_chans: int, out_chans: int, kernel: int | tuple[int, int], stride: int = 1,
+                   padding: int | tuple[int, int] | None = None) -> ConvBNAct:
+    """The Inception v3/v4 releases' convolution unit: conv (no bias) → BN (ε 0.001) → ReLU, 'same'
+    padding at stride 1 and none (the papers' "V") at stride 2 unless `padding` is given."""
+    if padding is None:
+        padding = same_padding(kernel) if stride == 1 else 0
+    return ConvBNAct(in_chans, out_chans, kernel, stride, padding, norm=TF_BATCH_NORM)
+
+
+def tower(in_chans: int, *layers: tuple[Any, ...]) -> nn.Sequential:
+    """One branch of an Inception module: `inception_conv` units in sequence, each given as
+    ``(out_chans, kernel[, stride[, padding]])``."""
+    convs = []
+    for out, kernel, *rest in layers:
+        convs.append(inception_conv(in_chans, out, kernel, *rest))
+        in_chans = out
+    return nn.Sequential(*convs)
 
 
 def krizhevsky_lrn() -> nn.LocalResponseNorm:

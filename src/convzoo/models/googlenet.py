@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from ..base import ZooModel
-from ..layers import ClassifierHead, ConvBNAct, krizhevsky_lrn
+from ..layers import TF_BATCH_NORM, ClassifierHead, ConvBNAct, krizhevsky_lrn
 from ..meta import is_meta
 from ..peers import register_peer_adapter
 from ..registry import Paper, PaperFigure, register_model
@@ -108,7 +108,7 @@ CFGS: dict[str, GoogLeNetCfg] = {
 def _conv_layer(cfg: GoogLeNetCfg) -> ConvLayer:
     """Conv + ReLU with a bias (paper), or conv + BN(ε = 0.001) + ReLU without one (torchvision)."""
     if cfg.batch_norm:
-        return partial(ConvBNAct, norm=partial(nn.BatchNorm2d, eps=1e-3))
+        return partial(ConvBNAct, norm=TF_BATCH_NORM)
     return partial(ConvBNAct, norm=None)
 
 
@@ -205,16 +205,7 @@ class GoogLeNet(ZooModel):
     def forward_train(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Logits and the auxiliary logits [on 4a, on 4d] (empty without `aux_logits`); weight each auxiliary
         loss by ``model_info(name).aux_weight`` (0.3, §5)."""
-        try:
-            h = self.stem(x)
-            aux = []
-            for name, stage in self.stages.named_children():
-                h = stage(h)
-                if name in self.aux:
-                    aux.append(self.aux[name](h))
-            return self.forward_head(h), aux
-        except (RuntimeError, ValueError) as err:  # torch's shape errors, as in `forward`
-            raise self._input_error(x, err) from None
+        return self._forward_with_taps(x, self.aux)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, aux_logits={self.aux_logits}"

@@ -38,7 +38,6 @@ Deviations from the paper:
 """
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,8 +46,8 @@ import torch
 from torch import Tensor, nn
 
 from ..base import ZooModel
-from ..layers import ClassifierHead, ConvBNAct
-from ..meta import is_meta
+from ..init import init_glorot
+from ..layers import TF_BATCH_NORM, ClassifierHead, ConvBNAct
 from ..registry import Paper, register_model
 
 __all__ = ["CFGS", "InceptionResNet", "InceptionResNetA", "InceptionResNetB", "InceptionResNetC",
@@ -99,12 +98,9 @@ CFGS: dict[str, InceptionResNetCfg] = {
         last_c=(1.0, False), final_conv=1536),
 }
 
-_BN = functools.partial(nn.BatchNorm2d, eps=1e-3)  # TF-slim's ε, which timm keeps
-
-
 def _conv(c_in: int, c_out: int, kernel: int | tuple[int, int], stride: int = 1, valid: bool = False) -> ConvBNAct:
     """Convolution → BN → ReLU; `valid` is the figures' "V" (no padding), otherwise same-padded (§3.1)."""
-    return ConvBNAct(c_in, c_out, kernel, stride, padding=0 if valid else None, norm=_BN)
+    return ConvBNAct(c_in, c_out, kernel, stride, padding=0 if valid else None, norm=TF_BATCH_NORM)
 
 
 def _tower(c_in: int, widths: tuple[int, ...], kernels: tuple[int | tuple[int, int], ...],
@@ -256,21 +252,6 @@ class InceptionResNet(ZooModel):
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.head(x)
-
-
-def init_glorot(model: nn.Module) -> None:
-    """TF-slim's defaults (the paper states none): Glorot-uniform convolution and fc weights
-    ("xavier_initializer"), zero biases; BN γ = 1, β = 0."""
-    if is_meta(model):
-        return
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 _V1_CHOICES = (

@@ -43,22 +43,21 @@ paper states no weight: TF-slim's train_image_classifier.py uses ``weights=0.4``
 """
 from __future__ import annotations
 
-import functools
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ..base import ZooModel
-from ..layers import ClassifierHead, ConvBNAct, same_padding
+from ..init import trunc_normal_2sigma
+from ..layers import ClassifierHead, FilterConcat, tower
+from ..layers import inception_conv as conv
 from ..meta import is_meta
 from ..peers import register_peer_adapter
 from ..registry import Paper, PaperFigure, register_model
 
-__all__ = ["CFGS", "AuxHead", "FilterConcat", "Inception8", "Inception17", "Inception35", "InceptionV3",
+__all__ = ["CFGS", "AuxHead", "Inception8", "Inception17", "Inception35", "InceptionV3",
            "InceptionV3Cfg", "Reduction17", "Reduction35"]
 
 PAPER = Paper("Szegedy, Vanhoucke, Ioffe, Shlens & Wojna", 2015,
@@ -78,40 +77,8 @@ class InceptionV3Cfg:
 
 CFGS: dict[str, InceptionV3Cfg] = {"inception_v3": InceptionV3Cfg()}
 
-_BN = functools.partial(nn.BatchNorm2d, eps=1e-3)  # the release's batch-norm ε
-
-
-def conv(cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1,
-         padding: int | None = None) -> ConvBNAct:
-    """Convolution → BN → ReLU; 'same' padding at stride 1 and none at stride 2 unless given."""
-    if padding is None:
-        padding = same_padding(kernel) if stride == 1 else 0  # type: ignore[assignment]
-    return ConvBNAct(cin, cout, kernel, stride, padding, norm=_BN)
-
-
-def tower(cin: int, *layers: tuple[Any, ...]) -> nn.Sequential:
-    """One branch of a module: convolutions in sequence, each ``(out_chans, kernel[, stride])``."""
-    convs = []
-    for out, kernel, *stride in layers:
-        convs.append(conv(cin, out, kernel, *stride))
-        cin = out
-    return nn.Sequential(*convs)
-
-
 def avg_pool() -> nn.AvgPool2d:
     return nn.AvgPool2d(3, stride=1, padding=1)  # counts the padding, as torchvision does (see Deviations)
-
-
-class FilterConcat(nn.Module):
-    """Branches applied to one input, their outputs stacked on the channel axis ("Filter Concat")."""
-
-    def __init__(self, **branches: nn.Module) -> None:
-        super().__init__()
-        for name, branch in branches.items():
-            self.add_module(name, branch)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([branch(x) for branch in self.children()], 1)
 
 
 class Inception35(FilterConcat):
@@ -250,26 +217,10 @@ class InceptionV3(ZooModel):
         """Main logits and, when built with ``aux_logits=True``, the auxiliary head's logits (loss weight 0.4)."""
         if self.aux_head is None:
             return self(x), []
-        try:
-            feats, aux = self.stem(x), []
-            for name, block in self.stages.named_children():
-                feats = block(feats)
-                if name == self.aux_after:
-                    aux.append(self.aux_head(feats))
-            return self.forward_head(feats), aux
-        except (RuntimeError, ValueError) as err:  # the auxiliary head needs inputs of at least 299
-            raise self._input_error(x, err) from None
+        return self._forward_with_taps(x, {self.aux_after: self.aux_head})
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, aux_logits={self.aux_logits}"
-
-
-def trunc_normal_2sigma(weight: Tensor, std: float) -> None:
-    """N(0, std²) cut at ±2σ (TF's truncated_normal), drawn by inverse CDF in one pass: torch's rejection
-    sampler takes several passes at this cut and made building the network seconds slower."""
-    edge = math.erf(-2 / math.sqrt(2))  # 2·Φ(−2) − 1
-    with torch.no_grad():
-        weight.uniform_(edge, -edge).erfinv_().mul_(std * math.sqrt(2))
 
 
 def init_trunc_normal(model: InceptionV3) -> None:

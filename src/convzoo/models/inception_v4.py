@@ -36,21 +36,21 @@ Where the paper says nothing we follow the release:
 """
 from __future__ import annotations
 
-import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ..base import ZooModel
-from ..layers import ClassifierHead, ConvBNAct, same_padding
+from ..init import trunc_normal_2sigma
+from ..layers import ClassifierHead, FilterConcat, tower
+from ..layers import inception_conv as conv
 from ..meta import is_meta
 from ..registry import Paper, register_model
 
-__all__ = ["CFGS", "FilterConcat", "InceptionA", "InceptionB", "InceptionC", "InceptionV4", "InceptionV4Cfg",
+__all__ = ["CFGS", "InceptionA", "InceptionB", "InceptionC", "InceptionV4", "InceptionV4Cfg",
            "ReductionA", "ReductionB", "Stem"]
 
 PAPER = Paper("Szegedy, Ioffe, Vanhoucke & Alemi", 2016,
@@ -73,40 +73,8 @@ class InceptionV4Cfg:
 
 CFGS: dict[str, InceptionV4Cfg] = {"inception_v4": InceptionV4Cfg()}
 
-_BN = functools.partial(nn.BatchNorm2d, eps=1e-3)  # the release's batch-norm ε
-
-
-def conv(cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1, padding: int | None = None
-         ) -> ConvBNAct:
-    """Convolution → BN → ReLU; 'same' padding at stride 1 and "V" (none) at stride 2 unless given."""
-    if padding is None:
-        padding = same_padding(kernel) if stride == 1 else 0  # type: ignore[assignment]
-    return ConvBNAct(cin, cout, kernel, stride, padding, norm=_BN)
-
-
-def tower(cin: int, *layers: tuple[Any, ...]) -> nn.Sequential:
-    """One branch of a module: convolutions in sequence, each ``(out_chans, kernel[, stride[, padding]])``."""
-    convs = []
-    for out, kernel, *rest in layers:
-        convs.append(conv(cin, out, kernel, *rest))
-        cin = out
-    return nn.Sequential(*convs)
-
-
 def avg_pool() -> nn.AvgPool2d:
     return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)  # TF's 'SAME' average pooling
-
-
-class FilterConcat(nn.Module):
-    """Branches applied to one input, their outputs stacked on the channel axis ("Filter concat")."""
-
-    def __init__(self, **branches: nn.Module) -> None:
-        super().__init__()
-        for name, branch in branches.items():
-            self.add_module(name, branch)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([branch(x) for branch in self.children()], 1)
 
 
 class Stem(nn.Sequential):
@@ -232,14 +200,6 @@ class InceptionV4(ZooModel):
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.head(x)
-
-
-def trunc_normal_2sigma(weight: Tensor, std: float) -> None:
-    """N(0, std²) cut at ±2σ (TF's truncated_normal), drawn by inverse CDF in one pass: torch's rejection
-    sampler takes several passes at this cut and made building the network seconds slower."""
-    edge = math.erf(-2 / math.sqrt(2))  # 2·Φ(−2) − 1
-    with torch.no_grad():
-        weight.uniform_(edge, -edge).erfinv_().mul_(std * math.sqrt(2))
 
 
 def init_tf_slim(model: nn.Module) -> None:

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from ..base import ZooModel
 from ..errors import UserError
-from ..layers import ConvBNAct
+from ..layers import ClassifierHead, ConvBNAct
 from ..meta import is_meta
 from ..registry import Paper, PaperFigure, register_model
 
@@ -164,12 +164,7 @@ class ShuffleNetV1(ZooModel):
             chans = out
         self.stages = nn.Sequential(stages)
         self.num_features = chans
-        self.head = nn.Sequential(OrderedDict(  # ClassifierHead's layers, with the official code's bias-free FC
-            pool=nn.AdaptiveAvgPool2d(1),
-            flatten=nn.Flatten(1),
-            drop=nn.Dropout(dropout),
-            fc=nn.Linear(chans, num_classes, bias=False),
-        ))
+        self.head = ClassifierHead(chans, num_classes, dropout, bias=False)  # the official code's bias-free FC
         init_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:  # (N, 3, 224, 224) -> (N, Stage4, 7, 7)

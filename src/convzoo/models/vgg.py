@@ -29,11 +29,11 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..base import ZooModel
+from ..init import init_glorot
 from ..layers import krizhevsky_lrn
-from ..meta import is_meta
 from ..registry import Paper, PaperFigure, register_model
 
-__all__ = ["CFGS", "TABLE1", "VGG", "VGGCfg", "init_glorot"]
+__all__ = ["CFGS", "TABLE1", "VGG", "VGGCfg"]
 
 VGG_PAPER = Paper("Simonyan & Zisserman", 2014, "Very Deep Convolutional Networks for Large-Scale Image "
                   "Recognition", "arXiv:1409.1556 (ICLR 2015)")
@@ -130,19 +130,6 @@ class VGG(ZooModel):
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.head(x)
-
-
-def init_glorot(model: nn.Module) -> None:
-    """Glorot & Bengio (2010) uniform weights, zero biases (the authors' note in §3.1); BN γ = 1, β = 0."""
-    if is_meta(model):
-        return
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def _table2(millions: int) -> PaperFigure:

@@ -30,8 +30,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..base import ZooModel
+from ..init import init_glorot
 from ..layers import ClassifierHead, ConvBNAct
-from ..meta import is_meta
 from ..registry import Paper, PaperFigure, register_model
 
 __all__ = ["CFGS", "EntryExitBlock", "MiddleFlowBlock", "SeparableConv2d", "Xception", "XceptionCfg"]
@@ -148,21 +148,6 @@ class Xception(ZooModel):
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.head(x)
-
-
-def init_glorot(model: nn.Module) -> None:
-    """The Keras reference implementation's defaults (the paper states none): Glorot-uniform kernels for
-    convolutions, both halves of separable convolutions and the dense layer; zero biases; BN γ = 1, β = 0."""
-    if is_meta(model):
-        return
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 @register_model(
