@@ -1,9 +1,10 @@
 """Plain-text rendering shared by the command line and the reports (no third-party dependency)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-__all__ = ["fmt_count", "fmt_shape", "fmt_si", "text_table"]
+__all__ = ["fmt_count", "fmt_shape", "fmt_si", "fmt_stated", "text_table"]
 
 
 def fmt_count(n: float) -> str:
@@ -19,6 +20,18 @@ def fmt_si(n: float, unit: str = "") -> str:
             digits = 2 if value < 10 else 1
             return f"{value:.{digits}f}{suffix}{unit}"
     return f"{n:g}{unit}"
+
+
+def fmt_stated(value: float, rel_tol: float) -> str:
+    """A paper's figure at the precision it was printed with (rel_tol = half a unit of its last digit):
+    (4866e6, 0.5e6/4866e6) -> '4.866G', (60e6, 5e6/60e6) -> '60M', (60_000, 0) -> '60,000'."""
+    if rel_tol == 0:
+        return fmt_count(value)
+    scale, suffix = next(((s, x) for s, x in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")) if value >= s),
+                         (1.0, ""))
+    unit = 2 * rel_tol * value / scale
+    decimals = max(0, -math.floor(math.log10(unit) + 1e-9))
+    return f"{value / scale:.{decimals}f}{suffix}"
 
 
 def fmt_shape(shape: Sequence[int]) -> str:

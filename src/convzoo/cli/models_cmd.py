@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..inputs import input_range
 from ..meta import build_on_meta
 from ..registry import ModelInfo, PaperFigure, create_model, list_models, model_info
-from ..render import fmt_count, fmt_shape, fmt_si, text_table
+from ..render import fmt_count, fmt_shape, fmt_stated, text_table
 
 __all__ = ["info_text", "list_rows", "register"]
 
@@ -54,9 +54,9 @@ def run_list(args: argparse.Namespace) -> None:
 def _versus(ours: int, fig: PaperFigure | None) -> str:
     if fig is None:
         return "the paper states none"
-    diff = (ours - fig.value) / fig.value
-    verdict = f"{diff:+.1%} from the paper" if diff else "exactly the paper's"
-    line = f"paper: {fmt_si(fig.value)} ({fig.where}); ours is {verdict}"
+    diff = ours - fig.value
+    verdict = f"ours differs by {diff:+,.0f} ({diff / fig.value:+.2%})" if diff else "ours is exactly the paper's"
+    line = f"paper: {fmt_stated(fig.value, fig.rel_tol)} ({fig.where}); {verdict}"
     return line + (f"; gap: {fig.gap}" if fig.gap else "")
 
 
