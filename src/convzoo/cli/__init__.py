@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import UserError
-from . import inspect_cmd, models_cmd
+from . import inspect_cmd, models_cmd, tables_cmd
 
 __all__ = ["main"]
 
 # Each command module exposes `register(subparsers)`, which adds its parsers with `func=` defaults.
-COMMANDS = (models_cmd, inspect_cmd)
+COMMANDS = (models_cmd, inspect_cmd, tables_cmd)
 
 
 class _Parser(argparse.ArgumentParser):
