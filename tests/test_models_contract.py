@@ -56,7 +56,7 @@ def test_keyword_only_contract(name: str) -> None:
         assert arg in params and params[arg].kind is inspect.Parameter.KEYWORD_ONLY, (cls, arg)
 
 
-def test_output_shape_and_gradients(name: str) -> None:
+def test_output_shape_gradients_and_a_training_step(name: str) -> None:
     model = _small(name).train()
     out = model(_x(name))
     assert isinstance(out, torch.Tensor) and out.shape == (2, 10)
@@ -66,6 +66,11 @@ def test_output_shape_and_gradients(name: str) -> None:
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient: {missing[:5]}"
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    torch.optim.SGD(model.parameters(), lr=0.01).step()  # one training step
+    for n, p in model.named_parameters():
+        if torch.equal(before[n], p):  # only an update below float32 resolution may leave a parameter unchanged
+            assert 0.01 * p.grad.abs().max() <= 1e-6 * max(1.0, p.abs().max().item()), n
     model.zero_grad(set_to_none=True)
 
 
