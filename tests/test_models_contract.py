@@ -71,6 +71,9 @@ def test_output_shape_gradients_and_a_training_step(name: str) -> None:
     for n, p in model.named_parameters():
         if torch.equal(before[n], p):  # only an update below float32 resolution may leave a parameter unchanged
             assert 0.01 * p.grad.abs().max() <= 1e-6 * max(1.0, p.abs().max().item()), n
+    with torch.no_grad():  # the network is shared with the tests that follow: undo the step
+        for n, p in model.named_parameters():
+            p.copy_(before[n])
     model.zero_grad(set_to_none=True)
 
 
