@@ -24,7 +24,7 @@ from convzoo.analysis import Report, cost
 from convzoo.analysis.explain import explain_row, output_size
 from convzoo.analysis.report import visible_rows
 from convzoo.registry import ModelInfo, PaperFigure
-from convzoo.render import fmt_count, fmt_shape, fmt_si
+from convzoo.render import fmt_count, fmt_shape, fmt_si, md_table
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "models"
@@ -164,13 +164,6 @@ DERIVATIONS: dict[str, Callable[[], Derivation]] = {
 
 # --- page sections ---------------------------------------------------------------------------------------
 
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    return [line(headers), "|" + "|".join("---:" if r else "---" for r in right) + "|", *map(line, rows)]
-
-
 def _title(family: str) -> tuple[str, str]:
     first = (importlib.import_module(f"convzoo.models.{family}").__doc__ or family).strip().splitlines()[0]
     head, _, rest = first.rstrip(".").partition(":")
@@ -201,7 +194,7 @@ def _networks(infos: Sequence[ModelInfo], reports: dict[str, Report]) -> list[st
         rows.append([f"`{i.name}`", summary, fmt_shape(i.input_size), _sizes(reports[i.name]), fmt_count(t.params),
                      fmt_count(t.macs), fmt_si(t.flops)])
     heads = ["name", "what", "paper input", "square inputs", "params", "MACs", "FLOPs (2 × MACs)"]
-    return ["## Registered networks", "", *_md_table(heads, rows, [False, False, False, False, True, True, True])]
+    return ["## Registered networks", "", *md_table(heads, rows, [False, False, False, False, True, True, True])]
 
 
 def _figure_row(name: str, what: str, fig: PaperFigure, ours: int) -> list[str]:
@@ -222,7 +215,7 @@ def _figures(infos: Sequence[ModelInfo], reports: dict[str, Report]) -> list[str
         return ["## Paper figures and ours", "", "The papers state no parameter or multiply-add count for these "
                 "networks."]
     heads = ["name", "figure", "paper", "where", "ours", "Δ", "verdict"]
-    return ["## Paper figures and ours", "", *_md_table(heads, rows, [False, False, True, False, True, True, False])]
+    return ["## Paper figures and ours", "", *md_table(heads, rows, [False, False, True, False, True, True, False])]
 
 
 def _deviations(family: str, infos: Sequence[ModelInfo]) -> list[str]:
@@ -298,7 +291,7 @@ def index_page(families: Sequence[str]) -> str:
              "(`--check` tells whether they are current). Each page lists the registered networks with their "
              "parameters and MACs, the paper's figures next to ours, the deviations from the paper, the paper's "
              "tables where convzoo reproduces them, a per-layer table and the derivations.", "",
-             *_md_table(["family", "papers", "networks", "paper tables"], rows, [False, False, True, False])]
+             *md_table(["family", "papers", "networks", "paper tables"], rows, [False, False, True, False])]
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from convzoo.render import fmt_count, fmt_shape, fmt_si, fmt_stated, text_table
+from convzoo.render import fmt_count, fmt_shape, fmt_si, fmt_stated, md_table, text_table
 
 
 @pytest.mark.parametrize(("value", "rel_tol", "text"), [
@@ -20,3 +20,8 @@ def test_other_formats() -> None:
     assert fmt_count(60965224) == "60,965,224" and fmt_si(724406816) == "724.4M" and fmt_si(3.86e9) == "3.86G"
     assert fmt_shape((3, 227, 227)) == "3×227×227"
     assert text_table(["a", "n"], [["x", 1], ["yy", 22]], right=[False, True]) == "a    n\n--  --\nx    1\nyy  22"
+
+
+def test_md_table_aligns_and_escapes() -> None:
+    assert md_table(["layer", "MACs"], [["a|b", 12]], right=[False, True]) == [
+        "| layer | MACs |", "|---|---:|", "| a\\|b | 12 |"]

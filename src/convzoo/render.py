@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["fmt_count", "fmt_shape", "fmt_si", "fmt_stated", "text_table"]
+__all__ = ["fmt_count", "fmt_shape", "fmt_si", "fmt_stated", "md_table", "text_table"]
 
 
 def fmt_count(n: float) -> str:
@@ -52,3 +52,13 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: 
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[bool] | None = None,
+             ) -> list[str]:
+    """A markdown table as lines; `right[i]` right-aligns column i; a '|' inside a cell is escaped."""
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    right = right or [False] * len(headers)
+    return [line(headers), "|" + "|".join("---:" if r else "---" for r in right) + "|", *map(line, rows)]

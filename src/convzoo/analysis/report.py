@@ -10,11 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..render import fmt_count, fmt_shape, fmt_si, text_table
+from ..render import fmt_count, fmt_shape, fmt_si, md_table, text_table
 
 __all__ = ["SCHEMA_VERSION", "Diagnostic", "LayerRecord", "Report", "Totals", "visible_rows"]
 
@@ -253,12 +252,7 @@ def to_table(report: Report, depth: int | None = None) -> str:
 
 
 def to_markdown(report: Report, depth: int | None = None) -> str:
-    def row(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    lines = [f"**{_title(report)}**", "", row(_HEADERS),
-             "|" + "|".join("---:" if r else "---" for r in _RIGHT) + "|"]
-    lines += [row(cells) for cells in _body(report, depth)]
+    lines = [f"**{_title(report)}**", "", *md_table(_HEADERS, _body(report, depth), _RIGHT)]
     lines += ["", *[f"- **{k}**: {v}" for k, v in totals_lines(report)]]
     diags = diagnostic_lines(report)
     lines += ["", "Diagnostics:", *[f"- {d}" for d in diags]] if diags else ["- **diagnostics**: none"]

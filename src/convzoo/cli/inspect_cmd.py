@@ -14,7 +14,7 @@ from ..analysis import Report, analyze, cost
 from ..analysis.report import fmt_pair
 from ..errors import UserError
 from ..registry import list_models, model_info
-from ..render import fmt_count, fmt_shape, fmt_si, text_table
+from ..render import fmt_count, fmt_shape, fmt_si, md_table, text_table
 
 __all__ = ["build_options", "compare_rows", "parse_input", "plot_macs_params", "register", "render_report"]
 
@@ -200,7 +200,7 @@ def run_compare(args: argparse.Namespace) -> None:
     else:
         cells = [_compare_cells(r) for r in rows]
         if args.format == "md":
-            print("\n".join("| " + " | ".join(c) + " |" for c in [_COMPARE, ["---"] * len(_COMPARE), *cells]))
+            print("\n".join(md_table(_COMPARE, cells, [False] + [True] * 8)))
         else:
             print(text_table(_COMPARE, cells, right=[False] + [True] * 8))
         notes = ["MACs per image (FLOPs = 2 × MACs); depth: weight layers on the longest path; RF: receptive "

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..render import text_table
+from ..render import md_table, text_table
 from .common import Cell, Column, Comparison, Value
 
 __all__ = ["fmt_diff", "fmt_ours", "fmt_paper", "to_csv", "to_dict", "to_json", "to_markdown", "to_text"]
@@ -97,19 +97,14 @@ def to_text(comparisons: Sequence[Comparison]) -> str:
     return "\n\n".join([*blocks, _UNITS])
 
 
-def _md_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-
 def to_markdown(comparisons: Sequence[Comparison], level: int = 3) -> str:
     blocks = []
     for cmp in comparisons:
         title, source = _caption(cmp)
         body, notes = _body(cmp)
         heads = _headers(cmp)
-        align = ["---"] + ["---:"] * (3 * len(cmp.table.columns)) + ["---", "---"]
-        lines = [f"{'#' * level} {title}", "", f"{source}.", ""]
-        lines += [_md_row(heads), "|" + "|".join(align) + "|", *(_md_row(b) for b in body)]
+        right = [False] + [True] * (3 * len(cmp.table.columns)) + [False, False]
+        lines = [f"{'#' * level} {title}", "", f"{source}.", "", *md_table(heads, body, right)]
         lines += ["", *[f"{i}. {n}" for i, n in enumerate(notes, 1)]] if notes else []
         lines += ["", *[f"- {n}" for n in cmp.table.notes]] if cmp.table.notes else []
         blocks.append("\n".join(lines))
