@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .errors import UserError
 from .inputs import diagnose_input, is_probing
 
-__all__ = ["ZooModel"]
+__all__ = ["ZooModel", "input_error"]
 
 
 class ZooModel(nn.Module):
@@ -46,7 +46,7 @@ class ZooModel(nn.Module):
         try:
             return self.forward_head(self.forward_features(x))
         except (RuntimeError, ValueError) as err:  # torch's shape errors are of either type
-            raise self._input_error(x, err) from None
+            raise input_error(self, x, err) from None
 
     def forward_train(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Logits and the auxiliary heads' logits (none here); networks with auxiliary heads override it.
@@ -66,13 +66,15 @@ class ZooModel(nn.Module):
                     aux.append(taps[name](h))
             return self.forward_head(h), aux
         except (RuntimeError, ValueError) as err:  # torch's shape errors, as in `forward`
-            raise self._input_error(x, err) from None
-
-    def _input_error(self, x: Tensor, err: Exception) -> Exception:
-        """The error to raise when torch refused `x`: a `UserError` if the input size is the cause."""
-        if is_probing() or isinstance(err, UserError):
-            return err
-        return diagnose_input(self, tuple(x.shape), err)
+            raise input_error(self, x, err) from None
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, in_chans={self.in_chans}, dropout={self.drop_rate}"
+
+
+def input_error(model: nn.Module, x: Tensor, err: Exception) -> Exception:
+    """The error a network's forward raises when torch refused `x`: a `UserError` naming the layer and the sizes
+    that work if the input size is the cause, else `err` itself (also while an input probe runs)."""
+    if is_probing() or isinstance(err, UserError):
+        return err
+    return diagnose_input(model, tuple(x.shape), err)

@@ -25,8 +25,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
+from .base import input_error
 from .errors import UserError
-from .inputs import diagnose_input, is_probing
 
 __all__ = ["FullyConvNet", "dense_predict", "to_fully_conv"]
 
@@ -54,9 +54,7 @@ class FullyConvNet(nn.Module):
         try:
             return self.forward_head(self.forward_features(x))
         except (RuntimeError, ValueError) as err:  # an input too small for the window: say which sizes work
-            if is_probing() or isinstance(err, UserError):
-                raise
-            raise diagnose_input(self, tuple(x.shape), err) from None
+            raise input_error(self, x, err) from None
 
 
 def _linear_as_conv(fc: nn.Linear, in_chans: int, k: int) -> nn.Conv2d:

@@ -172,22 +172,23 @@ def compare(table: PaperTable) -> Comparison:
 
 # --- measuring ------------------------------------------------------------------------------------------
 
-def network_figures(rows: Sequence[Row]) -> list[dict[str, Value]]:
-    """Parameters and MACs of each row's whole network at the row's input (`count_params`, `count_macs`)."""
+def network_figures(rows: Sequence[Row], stages: Sequence[str] = ()) -> list[dict[str, Value]]:
+    """Parameters and MACs of each row's whole network at the row's input (`count_params`, `count_macs`),
+    and with `stages`, the output channels of those stages (`stage_shapes`) under "channels"."""
     out: list[dict[str, Value]] = []
     for row in rows:
         net = build_on_meta(create_model, name=row.model)
-        out.append({"params": count_params(net), "macs": count_macs(net, row.input_size)})
+        figs: dict[str, Value] = {"params": count_params(net), "macs": count_macs(net, row.input_size)}
+        if stages:
+            shapes = stage_shapes(net, row.input_size)
+            figs["channels"] = tuple(shapes[s][0] for s in stages)
+        out.append(figs)
     return out
 
 
 def stage_channels(rows: Sequence[Row], stages: Sequence[str]) -> list[dict[str, Value]]:
-    """`network_figures` plus the output channels of the named stages (`stage_shapes`)."""
-    out = network_figures(rows)
-    for row, figs in zip(rows, out):
-        shapes = stage_shapes(build_on_meta(create_model, name=row.model), row.input_size)
-        figs["channels"] = tuple(shapes[s][0] for s in stages)
-    return out
+    """`network_figures` plus the output channels of the named stages."""
+    return network_figures(rows, stages)
 
 
 def _under(name: str, path: str) -> bool:
