@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .errors import UserError
 from .inputs import diagnose_input, is_probing
+from .options import check_int, check_probability
 
 __all__ = ["ZooModel", "input_error"]
 
@@ -26,15 +27,10 @@ class ZooModel(nn.Module):
     def __init__(self, *, num_classes: int, in_chans: int, dropout: float) -> None:
         super().__init__()
         name = type(self).__name__
-        for arg, value in (("num_classes", num_classes), ("in_chans", in_chans)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"{name}: {arg} must be a positive integer, got {value!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise UserError(f"{name}: dropout is a probability in [0, 1), got {dropout!r}")
         self.name = name.lower()  # create_model replaces it with the registered name
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = float(dropout)
+        self.num_classes = check_int(name, "num_classes", num_classes, minimum=1)
+        self.in_chans = check_int(name, "in_chans", in_chans, minimum=1)
+        self.drop_rate = check_probability(name, "dropout", dropout)
 
     def forward_features(self, x: Tensor) -> Tensor:
         raise NotImplementedError

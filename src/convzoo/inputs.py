@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextvars
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +23,8 @@ __all__ = ["diagnose_input", "input_range", "is_probing"]
 
 _PROBING = contextvars.ContextVar("convzoo_probing", default=False)
 _LARGEST = 4096  # sizes above this are not searched; a network that still works there is "unbounded"
+_SEEDS = (224, 227, 299, 32, 28, 512, 1024)  # sizes tried after the hint, for a first one that works
+_NEAR = 64  # then sizes this close to the hint, one by one
 # Modules that never change a tensor's shape. Probes replace them by nn.Identity: on meta they run
 # through Python reference implementations and would make every probe about ten times slower.
 _SHAPE_KEEPING = (
@@ -124,9 +128,15 @@ def _search_range(twin: nn.Module, chans: int, start: int) -> tuple[int, int | N
 
 
 def _twin_range(twin: nn.Module, chans: int, hint: int | None) -> tuple[int, int | None] | None:
-    for s in ([hint] if hint else []) + [224, 227, 299, 32, 28, 512, 1024]:
+    for s in ([hint] if hint else []) + list(_SEEDS):
         if _works(twin, chans, s):
             return _search_range(twin, chans, s)
+    # A fixed head takes a window of sizes about as wide as the network's total stride; build options can
+    # shift it off every usual size (AlexNet's conv1 padding moves it by two pixels per pixel of padding).
+    for d in range(1, _NEAR + 1) if hint else ():
+        for s in (hint - d, hint + d):  # type: ignore[operator]
+            if 1 <= s <= _LARGEST and _works(twin, chans, s):
+                return _search_range(twin, chans, s)
     return None
 
 
@@ -165,11 +175,14 @@ def _detail(f: _Failure) -> str:
     return f"{where}: {f.message}"
 
 
-def diagnose_input(model: nn.Module, shape: tuple[int, ...], err: Exception) -> Exception:
+def diagnose_input(model: nn.Module, shape: tuple[int, ...], err: Exception, *,
+                   built_with: Mapping[str, Any] | None = None) -> Exception:
     """A `UserError` explaining why `model` cannot take an input of `shape`, or `err` if it can.
 
     Called from a network's `forward` when torch raises; returns `err` unchanged when the failure is not
-    about the input's geometry, so genuine bugs keep their own traceback.
+    about the input's geometry, so genuine bugs keep their own traceback. `built_with` names the options the
+    network was built with from a user's request: when no size works at all, they are the cause, and the
+    error says so instead of passing torch's on.
     """
     name = getattr(model, "name", type(model).__name__)
     chans = getattr(model, "in_chans", None)
@@ -186,9 +199,15 @@ def diagnose_input(model: nn.Module, shape: tuple[int, ...], err: Exception) -> 
     from .registry import _REGISTRY  # late: the registry imports models, which import this module
 
     info = _REGISTRY.get(name)
-    rng = _twin_range(twin, chans or 3, info.input_size[1] if info else None)
+    paper_side = info.input_size[1] if info else None
+    rng = _twin_range(twin, chans or 3, paper_side)
     if rng is None:
-        return err
+        if not built_with:
+            return err
+        given = ", ".join(f"{k}={v!r}" for k, v in built_with.items())
+        near = f"{paper_side - _NEAR} to {paper_side + _NEAR}, " if paper_side else ""
+        return UserError(f"{name} cannot take a {_fmt(shape[1:])} input: {_detail(failure)}; built with {given} it "
+                         f"takes no square size tried ({near}{', '.join(map(str, _SEEDS))}): change those options")
     lo, hi = rng
     works = f"{lo} to {hi}" if hi is not None else f"{lo} or more"
     hint = f" ({info.input_hint})" if info and info.input_hint else ""

@@ -163,7 +163,15 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     unknown = [k for k in kwargs if k not in options]
     if unknown:
         raise UserError(f"{name} has no option {unknown[0]!r}; it takes: {', '.join(sorted(options))}")
-    model = info.builder(**kwargs)
+    try:
+        model = info.builder(**kwargs)
+    except (RuntimeError, TypeError, OverflowError, MemoryError) as err:
+        if not kwargs:  # the registered network itself fails to build: a bug, with its traceback
+            raise
+        # The builders check their options' types and ranges; what still fails is a size torch cannot hold
+        # (num_classes=10**21, or the memory of a real device): the values given are the cause.
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise UserError(f"{name} cannot be built with {given}: {str(err).splitlines()[0]}") from err
     model.name = name  # errors and reports speak of the registered name
     return model
 

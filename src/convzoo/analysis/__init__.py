@@ -46,9 +46,10 @@ def _network(model_or_name: nn.Module | str, device: str, options: Mapping[str, 
 def _size(net: nn.Module, input_size: Sequence[int] | None) -> tuple[tuple[int, int, int], int]:
     if input_size is None:
         try:
-            return model_info(getattr(net, "name", None)).input_size, 1  # type: ignore[arg-type]
+            chans, h, w = model_info(getattr(net, "name", None)).input_size  # type: ignore[arg-type]
         except UserError:
             raise ValueError("analyze needs input_size=(C, H, W) for a network that is not registered") from None
+        return (getattr(net, "in_chans", chans), h, w), 1  # the paper's size, at the channels it was built for
     size = tuple(int(s) for s in input_size)
     if len(size) not in (3, 4) or min(size) < 1:
         raise UserError(f"input size must be (C, H, W) or (N, C, H, W) with positive sizes, got {size}")
@@ -80,7 +81,8 @@ def analyze(model_or_name: nn.Module | str, input_size: Sequence[int] | None = N
     except UserError:
         raise
     except (RuntimeError, ValueError) as err:
-        raise diagnose_input(net, tuple(x.shape), err) from None
+        built_with = options if isinstance(model_or_name, str) else None  # a failure at every size is theirs
+        raise diagnose_input(net, tuple(x.shape), err, built_with=built_with) from None
     rows, diags = _records(net, traced)
     totals = _totals(net, rows, traced, batch or n, None, diags)
     if find_input_range:  # last: a network built here for the analysis may be stripped by the search

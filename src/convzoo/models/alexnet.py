@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from ..base import ZooModel
 from ..layers import krizhevsky_lrn
 from ..meta import is_meta
+from ..options import check_int
 from ..registry import Paper, PaperFigure, register_model
 
 __all__ = ["CFGS", "AlexNet", "AlexNetCfg", "init_krizhevsky"]
@@ -67,6 +68,8 @@ CFGS: dict[str, AlexNetCfg] = {
 # (kernel size, stride, padding, max-pool after) of conv1 … conv5 (§3.5, Fig. 2); conv1's padding is the cfg's.
 _GEOMETRY = ((11, 4, 0, True), (5, 1, 2, True), (3, 1, 1, False), (3, 1, 1, False), (3, 1, 1, True))
 _BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")  # §5: biases initialised to 1; all others to 0
+# conv1_padding: at most half of conv1's 11×11 window (beyond, border windows would see only zeros)
+_PAD1_MAX = _GEOMETRY[0][0] // 2
 
 
 def _conv_block(in_chans: int, out_chans: int, index: int, cfg: AlexNetCfg, padding: int) -> nn.Sequential:
@@ -106,7 +109,8 @@ class AlexNet(ZooModel):
                  conv1_padding: int | None = None) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
         self.cfg = cfg
-        pad1 = cfg.conv1_padding if conv1_padding is None else conv1_padding
+        pad1 = check_int("AlexNet", "conv1_padding", cfg.conv1_padding if conv1_padding is None else conv1_padding,
+                         minimum=0, maximum=_PAD1_MAX, note="the paper's is 0 (227 input), torchvision's 2 (224 input)")
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
         chans = in_chans
         for i, out_chans in enumerate(cfg.kernels):

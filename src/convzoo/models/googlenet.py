@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from ..base import ZooModel
 from ..layers import TF_BATCH_NORM, ClassifierHead, ConvBNAct, krizhevsky_lrn
 from ..meta import is_meta
+from ..options import check_bool
 from ..peers import register_peer_adapter
 from ..registry import Paper, PaperFigure, register_model
 
@@ -173,7 +174,8 @@ class GoogLeNet(ZooModel):
         super().__init__(num_classes=num_classes, in_chans=in_chans,
                          dropout=cfg.dropout if dropout is None else dropout)
         self.cfg = cfg
-        self.aux_logits = aux_logits
+        self.aux_logits = check_bool("GoogLeNet", "aux_logits", aux_logits,
+                                     note="True adds §5's two auxiliary classifiers")
         conv = _conv_layer(cfg)
         self.stem = _stem(cfg, in_chans, conv)
         stages: OrderedDict[str, nn.Module] = OrderedDict()

@@ -54,6 +54,7 @@ from ..init import trunc_normal_2sigma
 from ..layers import ClassifierHead, FilterConcat, tower
 from ..layers import inception_conv as conv
 from ..meta import is_meta
+from ..options import check_bool
 from ..peers import register_peer_adapter
 from ..registry import Paper, PaperFigure, register_model
 
@@ -190,6 +191,8 @@ class InceptionV3(ZooModel):
                  dropout: float = 0.2, aux_logits: bool = False) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
         self.cfg = cfg
+        aux_logits = check_bool("InceptionV3", "aux_logits", aux_logits,
+                                note="True adds the auxiliary head on mixed_6e")
         self.stem = nn.Sequential(OrderedDict(  # the release's layer names
             conv_1a=conv(in_chans, 32, 3, 2),  # 299 → 149
             conv_2a=conv(32, 32, 3, padding=0),  # → 147

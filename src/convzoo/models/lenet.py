@@ -36,6 +36,7 @@ from ..base import ZooModel
 from ..errors import UserError
 from ..layers import ActLayer
 from ..meta import is_meta
+from ..options import check_choice
 from ..registry import Paper, PaperFigure, register_model
 
 __all__ = ["CFGS", "TABLE_I", "EuclideanRBF", "LeNet5", "LeNetCfg", "MapScale", "ScaledTanh", "TableConv"]
@@ -196,10 +197,8 @@ class LeNet5(ZooModel):
                  output: Literal["rbf", "linear"] | None = None) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
         self.cfg = cfg
-        output = output or cfg.output
-        if output not in ("rbf", "linear"):
-            raise UserError(f"LeNet5: output must be 'rbf' or 'linear', got {output!r}")
-        self.output = output
+        self.output = output = check_choice("LeNet5", "output", cfg.output if output is None else output,
+                                            ("rbf", "linear"), note="'rbf' is §II.B's layer, 'linear' an nn.Linear")
         c3 = nn.Conv2d(6, 16, 5) if cfg.c3_table is None else TableConv(cfg.c3_table, 5)
         self.features = nn.Sequential(OrderedDict(
             c1=_conv(cfg, nn.Conv2d(in_chans, 6, 5)),  # (N, 6, 28, 28)

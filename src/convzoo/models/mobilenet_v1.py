@@ -37,7 +37,6 @@ Deviations from the paper:
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +47,7 @@ from ..base import ZooModel
 from ..errors import UserError
 from ..layers import ActLayer, ClassifierHead, ConvBNAct
 from ..meta import is_meta
+from ..options import check_float, check_layer
 from ..registry import Paper, PaperFigure, register_model
 
 __all__ = ["CFGS", "TABLE1", "DepthwiseSeparableConv", "MobileNetV1", "MobileNetV1Cfg", "SeparableRow"]
@@ -116,10 +116,9 @@ def scaled(filters: int, width_mult: float) -> int:
 
 
 def _check_width(width_mult: object) -> float:
-    if (isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not width_mult > 0
-            or not math.isfinite(width_mult)):
-        raise UserError(f"MobileNetV1: width_mult (α) must be a positive number, got {width_mult!r}")
-    if scaled(STEM_FILTERS, float(width_mult)) < 1:
+    width_mult = check_float("MobileNetV1", "width_mult (α)", width_mult, minimum=0, min_open=True,
+                             note="the paper's α are 1, 0.75, 0.5 and 0.25")
+    if scaled(STEM_FILTERS, width_mult) < 1:
         raise UserError(f"MobileNetV1: width_mult={width_mult} leaves the first layer int(α·32) = 0 filters; "
                         f"use at least 1/32 (the paper's α are 1, 0.75, 0.5 and 0.25)")
     return float(width_mult)
@@ -133,6 +132,7 @@ class MobileNetV1(ZooModel):
         super().__init__(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
         self.cfg = cfg
         self.width_mult = alpha = _check_width(cfg.width_mult if width_mult is None else width_mult)
+        check_layer("MobileNetV1", "act", act, "nn.ReLU6 (the release) or nn.ReLU (the paper)")
         chans = scaled(STEM_FILTERS, alpha)
         self.stem = ConvBNAct(in_chans, chans, 3, 2, act=act)  # the full first layer, "Conv / s2"
         stages: OrderedDict[str, nn.Module] = OrderedDict()
@@ -172,6 +172,7 @@ def init_slim(model: nn.Module) -> None:
 
 def _build(name: str, kwargs: dict[str, Any], fixed_width: bool = False) -> MobileNetV1:
     if fixed_width and kwargs.get("width_mult") is not None:
+        _check_width(kwargs["width_mult"])  # an invalid value is refused as invalid first
         raise UserError(f"{name} is α = {CFGS[name].width_mult}; build mobilenet_v1 with width_mult=... for "
                         "another width")
     return MobileNetV1(CFGS[name], **kwargs)

@@ -36,6 +36,7 @@ from ..base import ZooModel
 from ..errors import UserError
 from ..layers import ClassifierHead, ConvBNAct
 from ..meta import is_meta
+from ..options import check_float
 from ..registry import Paper, PaperFigure, register_model
 
 __all__ = ["CFGS", "TABLE_2", "InvertedResidual", "MobileNetV2", "MobileNetV2Cfg", "Row", "make_divisible"]
@@ -85,6 +86,11 @@ CFGS: dict[str, MobileNetV2Cfg] = {
 }
 
 
+def _check_width(width_mult: object) -> float:
+    return check_float("MobileNetV2", "width_mult", width_mult, minimum=0, min_open=True,
+                       note="the release's widths are 0.35, 0.5, 0.75, 1 and 1.4")
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """`value` rounded to the nearest multiple of `divisor`, at least `divisor` and at least 90% of `value`."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
@@ -115,9 +121,7 @@ class MobileNetV2(ZooModel):
     def __init__(self, *, width_mult: float = 1.0, num_classes: int = 1000, in_chans: int = 3,
                  dropout: float = 0.2) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
-        if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or width_mult <= 0:
-            raise UserError(f"MobileNetV2: width_mult must be a positive number, got {width_mult!r}")
-        self.width_mult = float(width_mult)
+        self.width_mult = width_mult = _check_width(width_mult)
         chans = make_divisible(STEM_CHANNELS * width_mult)
         self.stem = ConvBNAct(in_chans, chans, 3, 2, act=nn.ReLU6)  # (N, 32·w, 112, 112)
         stages: OrderedDict[str, nn.Module] = OrderedDict()
@@ -157,7 +161,7 @@ def init_weights(model: nn.Module) -> None:
 
 def _build(name: str, kwargs: dict[str, Any]) -> MobileNetV2:
     width = CFGS[name].width_mult
-    if name != "mobilenet_v2" and kwargs.get("width_mult", width) != width:
+    if name != "mobilenet_v2" and "width_mult" in kwargs and _check_width(kwargs["width_mult"]) != width:
         raise UserError(f"{name} has width_mult={width}; build mobilenet_v2 with width_mult="
                         f"{kwargs['width_mult']!r} for another width")
     return MobileNetV2(**{"width_mult": width, **kwargs})

@@ -42,6 +42,7 @@ from ..base import ZooModel
 from ..errors import UserError
 from ..layers import ClassifierHead, ConvBNAct
 from ..meta import is_meta
+from ..options import check_choice
 from ..registry import Paper, PaperFigure, register_model
 
 __all__ = ["CFGS", "TABLE_1", "ChannelShuffle", "ShuffleNetCfg", "ShuffleNetV1", "ShuffleUnit", "Stage"]
@@ -90,6 +91,13 @@ CFGS: dict[str, ShuffleNetCfg] = {
     "shufflenet_v1_g8_x1_5": ShuffleNetCfg(8, 1.5),
     "shufflenet_v1_g8_x2_0": ShuffleNetCfg(8, 2.0),
 }
+
+
+def _check(groups: object, scale: object) -> tuple[int, float]:
+    """The group count g (a column of Table 1) and the scale s (a width of Table 2 the official code builds)."""
+    return (check_choice("ShuffleNetV1", "groups", groups, GROUPS, note="Table 1's columns"),
+            check_choice("ShuffleNetV1", "scale", scale, tuple(CONV1_BY_SCALE),
+                         note="Table 2's s×, as the official code builds them"))
 
 
 def widths(groups: int, scale: float) -> tuple[int, tuple[int, int, int]]:
@@ -144,12 +152,7 @@ class ShuffleNetV1(ZooModel):
     def __init__(self, *, groups: int = 3, scale: float = 1.0, num_classes: int = 1000, in_chans: int = 3,
                  dropout: float = 0.0) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
-        if groups not in GROUPS or isinstance(groups, bool):
-            raise UserError(f"ShuffleNetV1: groups must be one of {GROUPS} (Table 1), got {groups!r}")
-        if scale not in CONV1_BY_SCALE or isinstance(scale, bool):
-            raise UserError(f"ShuffleNetV1: scale must be one of {tuple(CONV1_BY_SCALE)} (Table 2 and the "
-                            f"official code), got {scale!r}")
-        self.groups, self.scale = groups, float(scale)
+        self.groups, self.scale = groups, scale = _check(groups, scale)
         conv1, stage_widths = widths(groups, scale)
         self.stem = nn.Sequential(OrderedDict(
             conv1=ConvBNAct(in_chans, conv1, 3, 2),
@@ -190,12 +193,16 @@ def init_weights(model: ShuffleNetV1) -> None:
 
 
 def _build(name: str, kwargs: dict[str, Any]) -> ShuffleNetV1:
+    """The registered network; a group count (or, for the scaled names, a scale) other than its own is refused
+    with the name that builds it."""
     cfg = CFGS[name]
+    groups, scale = _check(kwargs.get("groups", cfg.groups), kwargs.get("scale", cfg.scale))
     fixed = {"groups": cfg.groups} if cfg.scale == 1.0 else {"groups": cfg.groups, "scale": cfg.scale}
     for knob, value in fixed.items():
         if kwargs.get(knob, value) != value:
-            base = f"shufflenet_v1_g{cfg.groups}" if knob == "scale" else "shufflenet_v1_g<g>"
-            raise UserError(f"{name} has {knob}={value}; build {base} with {knob}={kwargs[knob]!r} instead")
+            other = next((n for n, c in CFGS.items() if c == ShuffleNetCfg(groups, scale)),
+                         f"shufflenet_v1_g{groups} with scale={scale}")
+            raise UserError(f"{name} has {knob}={value}; build {other} for {knob}={kwargs[knob]!r}")
     return ShuffleNetV1(**{**fixed, **kwargs})
 
 
