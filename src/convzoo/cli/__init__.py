@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import UserError
-from . import inspect_cmd, models_cmd, tables_cmd
+from . import data_cmd, inspect_cmd, models_cmd, tables_cmd
 
 __all__ = ["main"]
 
 # Each command module exposes `register(subparsers)`, which adds its parsers with `func=` defaults.
-COMMANDS = (models_cmd, inspect_cmd, tables_cmd)
+COMMANDS = (models_cmd, inspect_cmd, tables_cmd, data_cmd)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         sys.stderr.write(f"convzoo: error: {err}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("convzoo: interrupted\n")
+    except KeyboardInterrupt as err:  # a run's own message says what is saved and how to resume
+        sys.stderr.write(f"convzoo: {err or 'interrupted'}\n")
         return 130
     except BrokenPipeError:  # `convzoo list | head`
         sys.stderr.close()
