@@ -1,0 +1,156 @@
+"""`train()` and `resume()`: a run from its config to its run directory, one finished epoch at a time.
+
+After every epoch the run directory gets the epoch's metrics and a checkpoint (atomically), so a run
+killed at any moment — SIGKILL included — resumes from its last finished epoch with `resume(run_dir)`.
+The data order and augmentation of an epoch are functions of (seed, epoch), and the checkpoint holds
+the weights, optimizer, schedule, EMA, loss scaler and the torch generators, so on the CPU with
+``deterministic=True`` a resumed run ends with exactly the metrics of one that was never stopped.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..fsio import write_json
+from .checkpoint import optimizer_state, read_checkpoint, restore_optimizer, write_checkpoint
+from .config import TrainConfig
+from .loop import Evaluation, Trainer, evaluate
+from .progress import Progress
+from .rundir import environment, make_run_dir, run_dir_path, write_metrics, write_summary
+from .schedule import Schedule
+from .setup import Setup, make_optimizer, resolve_config, setup
+
+__all__ = ["Interrupted", "RunResult", "resume", "train"]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: its message says what is saved and how to resume."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def train(model: str = TrainConfig.model, dataset: str = TrainConfig.dataset, **overrides: Any) -> RunResult:
+    """Train `model` on `dataset`: recipe settings (``recipe=``, default "fast"), then `overrides`
+    (any `TrainConfig` field). Returns the run directory, the per-epoch metrics and the summary."""
+    cfg = resolve_config({"model": model, "dataset": dataset, **overrides})
+    run_dir = run_dir_path(cfg.out, cfg.model, cfg.dataset)
+    cfg.out = str(run_dir)
+    s = setup(cfg)  # data, network and input size checked before anything is written
+    write_json(make_run_dir(run_dir) / "config.json", cfg.to_json())
+    return _fit(s, run_dir, None)
+
+
+def resume(run_dir: str | Path, *, epochs: int | None = None, quiet: bool | None = None) -> RunResult:
+    """Continue the run in `run_dir` from its last finished epoch (`epochs` extends it)."""
+    run_dir = Path(run_dir)
+    try:
+        cfg = TrainConfig.from_json(json.loads((run_dir / "config.json").read_text()))
+    except FileNotFoundError:
+        raise UserError(f"{str(run_dir)!r} is not a run directory (it has no config.json); give the --out of a "
+                        "`convzoo train` run") from None
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{str(run_dir / 'config.json')!r} is damaged ({err}); start a new run") from None
+    if epochs is not None:
+        cfg.epochs = epochs
+    if quiet is not None:
+        cfg.quiet = quiet
+    cfg.validate()
+    last = run_dir / "last.safetensors"
+    ckpt = read_checkpoint(last) if last.exists() else None
+    if ckpt is not None and ckpt.meta["epoch"] >= cfg.epochs and (run_dir / "summary.json").exists():
+        raise UserError(f"{run_dir} already finished its {ckpt.meta['epoch']} epochs; to train longer, resume with "
+                        f"--epochs N (more than {ckpt.meta['epoch']})")
+    s = setup(cfg)
+    write_json(run_dir / "config.json", cfg.to_json())
+    return _fit(s, run_dir, ckpt)
+
+
+def _meta(s: Any, epoch: int, history: list[dict[str, Any]]) -> dict[str, Any]:
+    m = s.model
+    return {"model": s.cfg.model, "options": {**s.cfg.options, "num_classes": m.num_classes, "in_chans": m.in_chans},
+            "classes": list(s.data.classes), "dataset": s.cfg.dataset, "input": s.spec.to_json(),
+            "stored_size": list(s.data.size) if s.data.size else None, "epoch": epoch,
+            "metrics": history[-1] if history else None}
+
+
+def _save(t: Trainer, run_dir: Path, epoch: int, history: list[dict[str, Any]], best: bool) -> None:
+    s = t.s
+    meta = _meta(s, epoch, history)
+    tensors, opt_meta = optimizer_state(t.opt)
+    tensors["rng/cpu"] = torch.get_rng_state()
+    if s.device.type == "cuda":
+        tensors["rng/cuda"] = torch.cuda.get_rng_state(s.device)
+    if t.ema is not None:
+        tensors.update({f"ema/{k}": v for k, v in t.ema.state_dict().items()})
+    full = {**meta, "history": history, "config": s.cfg.to_json(), "optimizer": opt_meta,
+            "schedule": t.schedule.state(), "step": t.step, "scaler": t.scaler.state_dict() if t.scaler else None}
+    write_checkpoint(run_dir / "last.safetensors", s.model, full, extra=tensors)
+    if best:  # weights only: the averaged ones when EMA is on, as evaluated
+        write_checkpoint(run_dir / "best.safetensors", t.eval_model, meta)
+
+
+def _restore(t: Trainer, ckpt: Any) -> tuple[int, list[dict[str, Any]]]:
+    s = t.s
+    s.model.load_state_dict(ckpt.part("model"))
+    restore_optimizer(t.opt, ckpt)
+    t.schedule.load(ckpt.meta["schedule"])
+    t.step = ckpt.meta["step"]
+    if t.ema is not None:
+        t.ema.load_state_dict(ckpt.part("ema"))
+    if t.scaler is not None and ckpt.meta.get("scaler"):
+        t.scaler.load_state_dict(ckpt.meta["scaler"])
+    torch.set_rng_state(ckpt.tensors["rng/cpu"])
+    if s.device.type == "cuda" and "rng/cuda" in ckpt.tensors:
+        torch.cuda.set_rng_state(ckpt.tensors["rng/cuda"], s.device)
+    return ckpt.meta["epoch"], list(ckpt.meta["history"])
+
+
+def _record(epoch: int, lr: float, st: Any, val: Evaluation | None, test: Evaluation) -> dict[str, Any]:
+    r: dict[str, Any] = {"epoch": epoch, "train_loss": st.loss, "train_top1": st.top1}
+    if val is not None:
+        r.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
+    r.update(test_loss=test.loss, test_top1=test.top1, test_top5=test.top5, lr=lr, epoch_s=st.seconds,
+             data_s=st.data_s, compute_s=st.compute_s, eval_s=test.seconds + (val.seconds if val else 0.0),
+             img_per_s_compute=st.images / max(st.compute_s, 1e-9), img_per_s_wall=st.images / max(st.seconds, 1e-9))
+    return r
+
+
+def _fit(s: Setup, run_dir: Path, ckpt: Any) -> RunResult:
+    cfg = s.cfg
+    if ckpt is None:
+        write_json(run_dir / "env.json", environment(s.device, cfg.seed))
+    steps = max(1, len(s.train) // cfg.batch_size if len(s.train) > cfg.batch_size else 1)
+    t = Trainer(s, make_optimizer(cfg, s.model), Schedule(cfg, steps))
+    start, history = _restore(t, ckpt) if ckpt is not None else (0, [])
+    write_metrics(run_dir, history)
+    progress = Progress(cfg, s, run_dir, steps, start)
+    epoch, test = start, None
+    try:
+        for epoch in range(start, cfg.epochs):
+            stats = t.train_one_epoch(epoch, progress.bar(epoch))
+            val = evaluate(t.eval_model, s.val, s) if s.val is not None else None
+            test = evaluate(t.eval_model, s.test, s)
+            history.append(_record(epoch + 1, t.schedule.lr(t.step - 1), stats, val, test))
+            t.schedule.end_epoch(1 - val.top1 if val is not None else stats.loss)
+            improved = val is None or val.top1 >= max(r["val_top1"] for r in history)
+            _save(t, run_dir, epoch + 1, history, improved)
+            write_metrics(run_dir, history)
+            progress.epoch_done(history[-1], test)
+    except KeyboardInterrupt:
+        done = len(history)
+        raise Interrupted(f"interrupted in epoch {epoch + 1}; {done} finished epoch{'s' * (done != 1)} "
+                          f"{'are' if done != 1 else 'is'} saved in {run_dir}; continue with: convzoo train "
+                          f"--resume {run_dir}") from None
+    summary = progress.finish(history, test if test is not None else evaluate(t.eval_model, s.test, s))
+    write_summary(run_dir, summary)
+    return RunResult(run_dir, history, summary)
