@@ -137,3 +137,55 @@ def test_kill_9_then_resume_ends_with_the_metrics_of_an_uninterrupted_run(tmp_pa
     assert _metrics(cut) == _metrics(whole)
     assert torch.equal(*(torch.tensor(json.loads((d / "summary.json").read_text())["per_class_test_top1"])
                          for d in (cut, whole)))
+
+
+def test_the_tutorial_cifar10_experiment_runs_on_files_in_the_real_format(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AlexNet at 227 with only the classifier trained (Adam, lr 1e-4, batch 32) on the official CIFAR-10 archive
+    format: 5 × 4 training images and 4 test images, so one step."""
+    import data_writers
+
+    data_writers.isolate(monkeypatch, tmp_path)
+    data_writers.write_cifar10(tmp_path / "cifar", tar=True, n=4)
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "alexnet", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"),
+                            "--no-verify", "--freeze", "features", "--optimizer", "adam", "--lr", "1e-4",
+                            "--batch-size", "32", "--input-size", "227", "--epochs", "1", "--out", str(out),
+                            "--quiet", "--amp", "none")
+    assert code == 0, err
+    meta = json.loads((out / "config.json").read_text())
+    assert (meta["optimizer"], meta["lr"], meta["batch_size"], meta["freeze"]) == ("adam", 1e-4, 32, "features")
+    from convzoo.train.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(out / "last.safetensors")
+    assert ckpt.meta["classes"][:2] == ["airplane", "automobile"] and ckpt.meta["input"]["size"] == [227, 227]
+    code, _, err = run(capsys, "train", "alexnet", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"),
+                       "--out", str(tmp_path / "verified"))
+    assert code == 2 and "--no-verify" in err  # the test files are not the official ones
+
+
+def test_an_imagefolder_streams_through_the_same_loop(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import data_writers
+
+    data_writers.isolate(monkeypatch, tmp_path)
+    root = tmp_path / "flowers"
+    for split in ("train", "val"):
+        data_writers.write_tree(root / split, {"daisy": 6, "rose": 6}, size=(40, 30))
+    import convzoo.data.folder as folder
+
+    monkeypatch.setattr(folder, "MEMORY_LIMIT", 0)  # stream, as a large tree would
+    streamed = []
+    real_stream = folder.stream_batches
+
+    def counting(*args: object, **kwargs: object) -> object:
+        streamed.append(kwargs["size"])
+        return real_stream(*args, **kwargs)
+
+    monkeypatch.setattr(folder, "stream_batches", counting)
+    code, _, err = run(capsys, "train", "lenet5_modern", "--dataset", "imagefolder", "--data-dir", str(root),
+                       "--epochs", "1", "--batch-size", "4", "--workers", "0", "--out", str(tmp_path / "run"),
+                       *FAST_CPU[:5])
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 1
+    assert streamed and streamed[0] == (32, 32)  # decoded at the network's input size, batch by batch
