@@ -281,3 +281,12 @@ def test_bad_settings_are_refused_before_training(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="alexnet cannot take a 3×32×32 input"):
         train("alexnet", "synthetic", out=str(tmp_path / "z"), **QUICK, input_size=32)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("flags", [{"compile": True, "channels_last": True}, {"amp": "bf16", "channels_last": True},
+                                   {"amp": "fp16"}])
+def test_compile_channels_last_and_autocast_run_on_the_cpu(flags: dict[str, Any], tiny: Any, tmp_path: Path) -> None:
+    tiny(n=8)
+    run = train("lenet5_modern", "tiny", out=str(tmp_path / "r"), **{**QUICK, "epochs": 1, "batch_size": 4, **flags})
+    assert torch.isfinite(torch.tensor(run.history[0]["train_loss"]))
+    assert json.loads((run.run_dir / "config.json").read_text())["amp"] == flags.get("amp", "none")
