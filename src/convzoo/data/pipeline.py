@@ -118,16 +118,18 @@ def _to_size(x: Tensor, spec: InputSpec) -> Tensor:
 
 
 def _random_crop(x: Tensor, pad: int, g: torch.Generator) -> Tensor:
-    """Each sample shifted by its own offset in [-pad, pad]², the uncovered border zero (padding + crop)."""
+    """Each sample shifted by its own offset in [-pad, pad]², the uncovered border zero (padding + crop).
+
+    One gather over the flattened padded maps: index = row·W_padded + column + the sample's offset.
+    """
     n, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
+    wp = w + 2 * pad
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=g, device=x.device)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=g, device=x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (N, 1, H, 1)
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N, 1, 1, W)
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chan = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, chan, rows, cols]
+    window = (torch.arange(h, device=x.device)[:, None] * wp + torch.arange(w, device=x.device)).view(1, -1)
+    index = (window + (dy * wp + dx)[:, None])[:, None, :].expand(n, c, h * w)
+    return padded.view(n, c, -1).gather(2, index).view(n, c, h, w)
 
 
 def _flip(x: Tensor, g: torch.Generator) -> Tensor:
