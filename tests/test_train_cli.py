@@ -67,7 +67,8 @@ def test_predict_takes_images_of_any_size_and_mode(capsys: pytest.CaptureFixture
 
 def test_recipes_lists_every_recipe(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "recipes")
-    assert code == 0 and "fast [all]" in out and "d2l [all]" in out and "paper [inception_v3]" in out
+    assert code == 0 and "fast [all]" in out and "d2l [all others]" in out and "d2l [lenet]" in out
+    assert "paper [inception_v3]" in out
     assert "guess:" in out and "optimizer=rmsprop" in out
     code, out, _ = run(capsys, "recipes", "--family", "alexnet", "--json")
     (row,) = json.loads(out)

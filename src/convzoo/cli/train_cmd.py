@@ -10,7 +10,7 @@ from ..errors import UserError
 from ..render import text_table
 from ..train import RECIPES, TrainConfig, evaluate_run, predict, resume, train
 from ..train.config import add_arguments, explicit_overrides
-from ..train.recipes import D2L, FAST, PAPER
+from ..train.recipes import D2L, D2L_LENET, FAST, PAPER
 from .inspect_cmd import build_options
 
 __all__ = ["register"]
@@ -114,7 +114,9 @@ def _settings_text(settings: dict[str, Any]) -> str:
 def recipe_rows(family: str | None = None) -> list[dict[str, Any]]:
     rows = []
     if family is None:
-        rows += [{"recipe": "fast", "family": "all", **_row(FAST)}, {"recipe": "d2l", "family": "all", **_row(D2L)}]
+        rows += [{"recipe": "fast", "family": "all", **_row(FAST)},
+                 {"recipe": "d2l", "family": "lenet", **_row(D2L_LENET)},
+                 {"recipe": "d2l", "family": "all others", **_row(D2L)}]
     families = [family] if family else sorted(PAPER)
     for f in families:
         if f not in PAPER:

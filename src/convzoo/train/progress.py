@@ -1,6 +1,7 @@
 """What a run shows while it trains and when it ends: a tqdm bar per epoch with live loss, accuracy and
-images/s, one line per finished epoch (all that ``--quiet`` prints, for logs), TensorBoard scalars when
-tensorboard is installed, and the one-screen summary with the plots at the end."""
+images/s, one line per finished epoch, TensorBoard scalars when tensorboard is installed, and the
+one-screen summary with the plots at the end. ``--quiet`` (for logs) prints the epoch lines and one
+closing line, nothing else."""
 from __future__ import annotations
 
 import sys
@@ -90,7 +91,11 @@ class Progress:
         }
         if self.tb is not None:
             self.tb.close()
-        print(summary_text(summary, self.s.data.classes), flush=True)
+        if cfg.quiet:
+            print(f"done: test top-1 {100 * summary['last_test_top1']:.2f} % after {len(history)} epochs in "
+                  f"{train_s:.1f} s; run directory {d}", flush=True)
+        else:
+            print(summary_text(summary, self.s.data.classes), flush=True)
         return summary
 
 
