@@ -264,8 +264,8 @@ def test_recipes_follow_their_sources() -> None:
     assert v3.options == {"aux_logits": True} and recipe_settings("paper", "googlenet").options == {"aux_logits": True}
     alex = recipe_settings("paper", "alexnet").settings
     assert (alex["momentum"], alex["weight_decay"], alex["schedule"], alex["gamma"]) == (0.9, 5e-4, "plateau", 0.1)
-    lenet = recipe_settings("d2l", "lenet5").settings  # §7.6's LeNet run: lr 0.9, batch 256, padded to 32
-    assert (lenet["lr"], lenet["batch_size"], lenet["resize"], lenet["xavier_init"]) == (0.9, 256, "auto", True)
+    lenet = recipe_settings("d2l", "lenet5").settings  # §7.6's LeNet run: lr 0.1, batch 128, padded to 32
+    assert (lenet["lr"], lenet["batch_size"], lenet["resize"], lenet["xavier_init"]) == (0.1, 128, "auto", True)
     assert recipe_settings("paper", "squeezenet1_0").settings["schedule"] == "linear"
     assert all(r.guesses or r.source for r in PAPER.values())
     with pytest.raises(UserError, match="unknown recipe 'papr'; did you mean paper"):

@@ -9,8 +9,9 @@
   the recipe says in its ``guesses`` what it chose instead. Augmentation is reduced to what the small
   datasets allow (random crops with padding, flips): the papers' scale jittering and colour noise are
   ImageNet-resolution operations.
-- ``d2l``: the textbook experiment exactly (Dive into Deep Learning's `train_ch6`): SGD lr 0.01 with no
-  momentum or weight decay, batch 128, Xavier-uniform initialisation, no augmentation, 10 epochs.
+- ``d2l``: the textbook experiment exactly (Dive into Deep Learning 1.0, `train_ch6`): SGD with no momentum
+  or weight decay, batch 128, lr 0.01 (AlexNet's chapter and every network but LeNet) or 0.1 (LeNet's
+  chapter), Xavier-uniform initialisation, no augmentation, fp32, 10 epochs.
 """
 from __future__ import annotations
 
@@ -148,14 +149,15 @@ _D2L_LOOP = {"optimizer": "sgd", "momentum": 0.0, "nesterov": False, "weight_dec
              "amp": "none", "channels_last": False}
 D2L = Recipe(
     {**_D2L_LOOP, "lr": 0.01, "batch_size": 128, "resize": "resize"},
-    "Dive into Deep Learning, train_ch6 as §8.1 (AlexNet) runs it: SGD lr 0.01, batch 128, Xavier-uniform "
+    "Dive into Deep Learning 1.0, §8.1 (AlexNet), the train_ch6 loop: SGD lr 0.01, batch 128, Xavier-uniform "
     "initialisation of conv and linear weights, images resized to the input (224 in the book; 227 for the paper "
     "AlexNet here), no augmentation, 10 epochs")
 D2L_LENET = Recipe(
-    {**_D2L_LOOP, "lr": 0.9, "batch_size": 256, "resize": "auto"},
-    "Dive into Deep Learning, train_ch6 as §7.6 (LeNet) runs it: SGD lr 0.9, batch 256, Xavier-uniform "
-    "initialisation, the 28×28 images padded to 32 (the book pads in the first convolution), no augmentation, "
-    "10 epochs")
+    {**_D2L_LOOP, "lr": 0.1, "batch_size": 128, "resize": "auto"},
+    "Dive into Deep Learning 1.0, §7.6 (LeNet): SGD lr 0.1, batch 128, Xavier-uniform initialisation, the 28×28 "
+    "images padded to 32 (the book pads in the first convolution), no augmentation, 10 epochs",
+    ("the book's network has sigmoid units and average pooling; its earlier train_ch6 edition used lr 0.9 and "
+     "batch 256, at which lenet5's scaled tanh and RBF output diverge",))
 
 RECIPES = ("fast", "paper", "d2l")
 
