@@ -190,3 +190,12 @@ def test_an_imagefolder_streams_through_the_same_loop(capsys: pytest.CaptureFixt
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 1
     assert streamed and streamed[0] == (32, 32)  # decoded at the network's input size, batch by batch
+
+
+def test_flags_override_the_recipe_either_way(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "lenet5_modern", "--dataset", "synthetic", "--epochs", "1", "--no-hflip",
+                 "--no-channels-last", "--nesterov", "--out", str(out), *FAST_CPU]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["hflip"], config["channels_last"], config["nesterov"]) == (False, False, True)
+    assert (config["recipe"], config["schedule"], config["lr"], config["amp"]) == ("fast", "onecycle", 0.02, "none")

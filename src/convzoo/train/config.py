@@ -20,9 +20,9 @@ OPTIMIZERS = ("sgd", "adamw", "adam", "rmsprop")
 SCHEDULES = ("none", "step", "piecewise", "plateau", "cosine", "onecycle", "linear", "exponential")
 
 
-def _opt(help_text: str, *, flag: str | None = None, choices: tuple[str, ...] | None = None,
-         cli: bool = True, metavar: str | None = None) -> dict[str, Any]:
-    return {"help": help_text, "flag": flag, "choices": choices, "cli": cli, "metavar": metavar}
+def _opt(help_text: str, *, choices: tuple[str, ...] | None = None, cli: bool = True,
+         metavar: str | None = None) -> dict[str, Any]:
+    return {"help": help_text, "choices": choices, "cli": cli, "metavar": metavar}
 
 
 @dataclass
@@ -35,7 +35,8 @@ class TrainConfig:
                                                                 "imagefolder or synthetic"))
     data_dir: str | None = field(default=None, metadata=_opt("where the dataset's files are (or the ImageFolder "
                                                              "root)", metavar="DIR"))
-    verify: bool = field(default=True, metadata=_opt("verify the official files' checksums", flag="--no-verify"))
+    verify: bool = field(default=True, metadata=_opt("verify the official files' checksums (--no-verify: accept "
+                                                     "your own files in the same format)"))
     recipe: str = field(default="fast", metadata=_opt("fast, paper or d2l (`convzoo recipes` lists them)"))
     # optimisation
     epochs: int = field(default=10, metadata=_opt("passes over the training data"))
@@ -151,11 +152,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         if not meta.get("cli", True):
             continue
-        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"dest": f.name, "default": None, "help": meta["help"]}
         kind = str(f.type)
-        if kind == "bool":
-            kw["action"] = "store_false" if flag.startswith("--no-") else "store_true"
+        if kind == "bool":  # --hflip / --no-hflip: a recipe's choice can be turned either way
+            kw["action"] = argparse.BooleanOptionalAction
         elif "tuple" in kind:
             kw.update(type=_parse_list, metavar=meta.get("metavar"))
         else:
