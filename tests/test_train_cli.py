@@ -199,3 +199,25 @@ def test_flags_override_the_recipe_either_way(tmp_path: Path) -> None:
     config = json.loads((out / "config.json").read_text())
     assert (config["hflip"], config["channels_last"], config["nesterov"]) == (False, False, True)
     assert (config["recipe"], config["schedule"], config["lr"], config["amp"]) == ("fast", "onecycle", 0.02, "none")
+
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from convzoo.train import loop
+
+    original = loop.Trainer.train_one_epoch
+
+    def interrupted_in_epoch_2(self: loop.Trainer, epoch: int, progress: object = None) -> loop.EpochStats:
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, progress)
+
+    monkeypatch.setattr(loop.Trainer, "train_one_epoch", interrupted_in_epoch_2)
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "lenet5_modern", "--dataset", "synthetic", "--epochs", "3", "--out", str(out),
+                       *FAST_CPU)
+    assert code == 130 and err.count("\n") == 1
+    assert f"interrupted in epoch 2; 1 finished epoch is saved in {out}; continue with: convzoo train --resume" in err
+    monkeypatch.setattr(loop.Trainer, "train_one_epoch", original)
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert [r["epoch"] for r in _metrics(out)] == [1, 2, 3]
