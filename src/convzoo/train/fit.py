@@ -65,6 +65,8 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, quiet: bool | None
     if quiet is not None:
         cfg.quiet = quiet
     cfg.validate()
+    for stray in run_dir.glob(".*.tmp"):  # a write cut short by SIGKILL: never renamed, so never used
+        stray.unlink()
     last = run_dir / "last.safetensors"
     ckpt = read_checkpoint(last) if last.exists() else None
     if ckpt is not None and ckpt.meta["epoch"] >= cfg.epochs and (run_dir / "summary.json").exists():
@@ -94,9 +96,11 @@ def _save(t: Trainer, run_dir: Path, epoch: int, history: list[dict[str, Any]], 
         tensors.update({f"ema/{k}": v for k, v in t.ema.state_dict().items()})
     full = {**meta, "history": history, "config": s.cfg.to_json(), "optimizer": opt_meta,
             "schedule": t.schedule.state(), "step": t.step, "scaler": t.scaler.state_dict() if t.scaler else None}
-    write_checkpoint(run_dir / "last.safetensors", s.model, full, extra=tensors)
+    # best first, last after it: last.safetensors is what makes an epoch count, so a run killed between the two
+    # repeats the epoch on resume and writes the same best again
     if best:  # weights only: the averaged ones when EMA is on, as evaluated
         write_checkpoint(run_dir / "best.safetensors", t.eval_model, meta)
+    write_checkpoint(run_dir / "last.safetensors", s.model, full, extra=tensors)
 
 
 def _restore(t: Trainer, ckpt: Any) -> tuple[int, list[dict[str, Any]]]:
