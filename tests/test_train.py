@@ -292,3 +292,14 @@ def test_compile_channels_last_and_autocast_run_on_the_cpu(flags: dict[str, Any]
     run = train("lenet5_modern", "tiny", out=str(tmp_path / "r"), **{**QUICK, "epochs": 1, "batch_size": 4, **flags})
     assert torch.isfinite(torch.tensor(run.history[0]["train_loss"]))
     assert json.loads((run.run_dir / "config.json").read_text())["amp"] == flags.get("amp", "none")
+
+
+def test_run_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    run = train("lenet5_modern", "synthetic", out=str(tmp_path / "r"), **{**QUICK, "epochs": 1})
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("config.json", "metrics.jsonl", "last.safetensors", "curves.png"):
+        assert stat.S_IMODE((run.run_dir / name).stat().st_mode) == 0o666 & ~mask, name

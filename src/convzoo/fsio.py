@@ -29,6 +29,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode open() would give
         with open(tmp_path, "rb+") as f:  # the bytes reach the disk before the name does
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -41,6 +42,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _write(path: str | os.PathLike[str], fill: Callable[[IO[Any]], None], mode: str) -> Path:
