@@ -303,3 +303,14 @@ def test_run_files_get_the_usual_permissions(tmp_path: Path) -> None:
     os.umask(mask)
     for name in ("config.json", "metrics.jsonl", "last.safetensors", "curves.png"):
         assert stat.S_IMODE((run.run_dir / name).stat().st_mode) == 0o666 & ~mask, name
+
+
+def test_tensorboard_events_when_tensorboard_is_installed(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train("lenet5_modern", "synthetic", out=str(tmp_path / "r"), **QUICK)
+    events = EventAccumulator(str(run.run_dir / "tb"))
+    events.Reload()
+    scalars = events.Scalars("test_top1")
+    assert [(e.step, e.value) for e in scalars] == [(r["epoch"], pytest.approx(r["test_top1"])) for r in run.history]
