@@ -221,3 +221,16 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(capsys: pytest.CaptureFixture[s
     monkeypatch.setattr(loop.Trainer, "train_one_epoch", original)
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
     assert [r["epoch"] for r in _metrics(out)] == [1, 2, 3]
+
+
+def test_eval_reproduces_a_bf16_run_in_its_own_precision(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "lenet5_modern", "--dataset", "synthetic", "--epochs", "1", "--out", str(out), *FAST_CPU]
+    argv[argv.index("none")] = "bf16"
+    assert main(argv) == 0
+    capsys.readouterr()
+    code, stdout, _ = run(capsys, "eval", str(out), "--json")
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 0 and json.loads(stdout)["top1"] == summary["last_test_top1"]
+    code, stdout, _ = run(capsys, "eval", str(out))
+    assert "bf16 autocast" in stdout

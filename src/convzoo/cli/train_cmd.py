@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), help="autocast precision (default: the run's)")
     p.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix to this file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_eval)
@@ -71,7 +72,7 @@ def run_eval(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be 1 or more, got {args.batch_size}")
     trained, ev = evaluate_run(args.source, dataset=args.dataset, data_dir=args.data_dir, verify=args.verify,
-                               split=args.split, device=args.device, batch_size=args.batch_size)
+                               split=args.split, device=args.device, batch_size=args.batch_size, amp=args.amp)
     classes = trained.classes
     if args.confusion:
         from ..train.plots import plot_confusion
@@ -83,7 +84,9 @@ def run_eval(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(record, indent=1))
         return
-    print(f"{trained.meta['model']} ({trained.path}) on the {args.split} split: top-1 {100 * ev.top1:.2f} %, "
+    precision = args.amp or trained.meta.get("amp", "none")
+    print(f"{trained.meta['model']} ({trained.path}) on the {args.split} split"
+          f"{'' if precision == 'none' else ', ' + precision + ' autocast'}: top-1 {100 * ev.top1:.2f} %, "
           f"top-5 {100 * ev.top5:.2f} %, loss {ev.loss:.4f}")
     print(text_table(["class", "accuracy"], [[c, f"{100 * a:.1f} %"] for c, a in zip(classes, ev.per_class)],
                      right=[False, True]))

@@ -81,7 +81,7 @@ def _meta(s: Any, epoch: int, history: list[dict[str, Any]]) -> dict[str, Any]:
     m = s.model
     return {"model": s.cfg.model, "options": {**s.cfg.options, "num_classes": m.num_classes, "in_chans": m.in_chans},
             "classes": list(s.data.classes), "dataset": s.cfg.dataset, "input": s.spec.to_json(),
-            "stored_size": list(s.data.size) if s.data.size else None, "epoch": epoch,
+            "stored_size": list(s.data.size) if s.data.size else None, "epoch": epoch, "amp": s.cfg.amp,
             "metrics": history[-1] if history else None}
 
 

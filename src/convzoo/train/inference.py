@@ -59,8 +59,12 @@ def load_trained(source: str | os.PathLike[str], device: str = "cpu") -> Trained
 
 
 def evaluate_run(source: str | os.PathLike[str], *, dataset: str | None = None, data_dir: str | None = None,
-                 verify: bool = True, split: str = "test", device: str = "cpu", batch_size: int = 1000) -> Any:
-    """Top-1, top-5, per-class accuracy and the confusion matrix of a trained network on a dataset split."""
+                 verify: bool = True, split: str = "test", device: str = "cpu", batch_size: int = 1000,
+                 amp: str | None = None) -> Any:
+    """Top-1, top-5, per-class accuracy and the confusion matrix of a trained network on a dataset split.
+
+    `amp` defaults to the precision the run evaluated in, so that the figures are the run's own.
+    """
     from .loop import evaluate
     from .setup import Setup
 
@@ -76,7 +80,8 @@ def evaluate_run(source: str | os.PathLike[str], *, dataset: str | None = None, 
     if data.in_memory:
         chosen = to_device(chosen, torch.device(device))
     spec = replace(t.spec, mean=data.mean, std=data.std) if dataset else t.spec
-    cfg = TrainConfig(model=t.meta["model"], dataset=name, eval_batch_size=batch_size, device=device)
+    amp = amp or t.meta.get("amp", "none")
+    cfg = TrainConfig(model=t.meta["model"], dataset=name, eval_batch_size=batch_size, device=device, amp=amp)
     s = Setup(cfg, torch.device(device), data, None, None, chosen, spec, None, t.model, 0.0, [])  # type: ignore[arg-type]
     return t, evaluate(t.model, chosen, s)
 
