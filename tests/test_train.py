@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +315,39 @@ def test_tensorboard_events_when_tensorboard_is_installed(tmp_path: Path) -> Non
     events.Reload()
     scalars = events.Scalars("test_top1")
     assert [(e.step, e.value) for e in scalars] == [(r["epoch"], pytest.approx(r["test_top1"])) for r in run.history]
+
+
+def test_schedules_as_the_papers_state_them() -> None:
+    from convzoo.train.config import TrainConfig
+    from convzoo.train.schedule import Schedule
+
+    def factors(steps_per_epoch: int = 10, **kw: Any) -> list[float]:
+        sched = Schedule(TrainConfig(epochs=6, **kw), steps_per_epoch)
+        return [round(sched.factor(step), 6) for step in range(0, 60, 10)]  # the first step of each epoch
+
+    assert factors(schedule="step", step_every=2, gamma=0.94) == [1, 1, 0.94, 0.94, 0.8836, 0.8836]  # Inception v3
+    assert factors(schedule="exponential", gamma=0.98) == [round(0.98 ** e, 6) for e in range(6)]  # MobileNet v2
+    assert factors(schedule="linear") == [1, 0.833333, 0.666667, 0.5, 0.333333, 0.166667]  # SqueezeNet
+    assert factors(schedule="piecewise", milestones=(2, 5), factors=(0.4, 0.02)) == [1, 1, 0.4, 0.4, 0.4, 0.02]
+    assert factors(schedule="none", warmup=2) == [0.1, 0.55, 1, 1, 1, 1]
+    onecycle = Schedule(TrainConfig(epochs=10, schedule="onecycle"), 100)
+    peak = max(range(1000), key=onecycle.factor)
+    assert peak == 150 and onecycle.factor(0) == pytest.approx(1 / 25) and onecycle.factor(1000) < 1e-3
+    plateau = Schedule(TrainConfig(epochs=10, schedule="plateau", patience=1, gamma=0.1), 1)
+    for error in (0.5, 0.4, 0.4, 0.4, 0.3, 0.3, 0.3):
+        plateau.end_epoch(error)
+    assert plateau.plateau_factor == pytest.approx(0.01)  # two plateaus of more than `patience` epochs
+
+
+@pytest.mark.parametrize("name", ["lenet5", "alexnet", "squeezenet1_1", "mobilenet_v2_x0_35", "inception_v3",
+                                  "resnet18"])
+def test_paper_recipes_train(name: str, tiny: Any, tmp_path: Path) -> None:
+    tiny(n=8)
+    options = {"aux_logits": False} if name == "inception_v3" else {}  # its aux head needs 299×299 inputs
+    run = train(name, "tiny", recipe="paper", out=str(tmp_path / "r"), epochs=1, batch_size=4, quiet=True,
+                amp="none", input_size=small_input(name)[1], options=options)
+    config = json.loads((run.run_dir / "config.json").read_text())
+    settings = recipe_settings("paper", name).settings
+    given = {"epochs", "batch_size"}  # set above for a one-step run
+    assert all(config[k] == (list(v) if isinstance(v, tuple) else v) for k, v in settings.items() if k not in given)
+    assert math.isfinite(run.history[0]["train_loss"])

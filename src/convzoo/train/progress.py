@@ -92,7 +92,8 @@ class Progress:
         if self.tb is not None:
             self.tb.close()
         if cfg.quiet:
-            print(f"done: test top-1 {100 * summary['last_test_top1']:.2f} % after {len(history)} epochs in "
+            n = len(history)
+            print(f"done: test top-1 {100 * summary['last_test_top1']:.2f} % after {n} epoch{'s' * (n != 1)} in "
                   f"{train_s:.1f} s; run directory {d}", flush=True)
         else:
             print(summary_text(summary, self.s.data.classes), flush=True)
