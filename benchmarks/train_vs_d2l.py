@@ -17,7 +17,7 @@ d2l (PyPI `d2l` 1.0.3, installed as benchmarks/README.md says):
 convzoo:
 - `lenet5` (the paper network) and `lenet5_modern` with ``recipe="d2l"`` at batch 256 (fp32, no augmentation:
   the loop is what differs from d2l's), and `lenet5_modern` with the default ``fast`` recipe, each by
-  `convzoo.train.train` for --epochs epochs; the figures are its history's (``epoch_s``, ``data_s``, ...).
+  `convzoo.train` for --epochs epochs; the figures are its history's (``epoch_s``, ``data_s``, ...).
 - `alexnet` with ``recipe="d2l"``, in_chans 1, input 227: `setup` + `loop.Trainer`, one `train_one_epoch` per
   step on a one-batch subset of the (shuffled) training split, so a fixed number of steps is measured.
 
@@ -63,10 +63,10 @@ from convzoo.analysis import analyze
 from convzoo.data import sources
 from convzoo.fsio import write_bytes, write_json, write_text
 from convzoo.render import md_table
-from convzoo.train import train
-from convzoo.train.loop import Trainer
-from convzoo.train.schedule import Schedule
-from convzoo.train.setup import make_optimizer, resolve_config, setup
+from convzoo.training import train
+from convzoo.training.loop import Trainer
+from convzoo.training.schedule import Schedule
+from convzoo.training.setup import make_optimizer, resolve_config, setup
 
 OUT = Path(__file__).parent / "results"
 INSTALL = ("d2l is not importable from this interpreter; install it as benchmarks/README.md says, e.g.\n"

@@ -13,11 +13,11 @@ import convzoo
 from convzoo.data.stats import channel_stats
 from convzoo.data.types import Dataset, TensorSplit
 from convzoo.errors import UserError
-from convzoo.train import Diverged, Interrupted, load_trained, resume, train
-from convzoo.train import loop as loop_module
-from convzoo.train import setup as train_setup
-from convzoo.train.checkpoint import read_checkpoint
-from convzoo.train.recipes import PAPER, recipe_settings
+from convzoo.training import Diverged, Interrupted, load_trained, resume, train
+from convzoo.training import loop as loop_module
+from convzoo.training import setup as train_setup
+from convzoo.training.checkpoint import read_checkpoint
+from convzoo.training.recipes import PAPER, recipe_settings
 from helpers import small_input
 
 # The settings of a small, bitwise-repeatable CPU run on the built-in synthetic data.
@@ -197,7 +197,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: py
 
 def test_checkpoint_round_trip_gives_the_recorded_accuracy(tmp_path: Path) -> None:
     run = train("lenet5_modern", "synthetic", out=str(tmp_path / "r"), **QUICK)
-    trained, ev = convzoo.train.evaluate_run(tmp_path / "r")
+    trained, ev = convzoo.evaluate_run(tmp_path / "r")
     assert ev.top1 == run.history[-1]["test_top1"] and trained.meta["model"] == "lenet5_modern"
     assert ev.confusion.sum().item() == 512 and len(ev.per_class) == 10
 
@@ -318,8 +318,8 @@ def test_tensorboard_events_when_tensorboard_is_installed(tmp_path: Path) -> Non
 
 
 def test_schedules_as_the_papers_state_them() -> None:
-    from convzoo.train.config import TrainConfig
-    from convzoo.train.schedule import Schedule
+    from convzoo.training.config import TrainConfig
+    from convzoo.training.schedule import Schedule
 
     def factors(steps_per_epoch: int = 10, **kw: Any) -> list[float]:
         sched = Schedule(TrainConfig(epochs=6, **kw), steps_per_epoch)

@@ -156,7 +156,7 @@ def test_the_tutorial_cifar10_experiment_runs_on_files_in_the_real_format(
     assert code == 0, err
     meta = json.loads((out / "config.json").read_text())
     assert (meta["optimizer"], meta["lr"], meta["batch_size"], meta["freeze"]) == ("adam", 1e-4, 32, "features")
-    from convzoo.train.checkpoint import read_checkpoint
+    from convzoo.training.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(out / "last.safetensors")
     assert ckpt.meta["classes"][:2] == ["airplane", "automobile"] and ckpt.meta["input"]["size"] == [227, 227]
@@ -203,7 +203,7 @@ def test_flags_override_the_recipe_either_way(tmp_path: Path) -> None:
 
 def test_ctrl_c_says_how_to_resume_and_exits_130(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from convzoo.train import loop
+    from convzoo.training import loop
 
     original = loop.Trainer.train_one_epoch
 

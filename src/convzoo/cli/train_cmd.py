@@ -1,4 +1,4 @@
-"""`convzoo train`, `convzoo eval`, `convzoo predict` and `convzoo recipes`: thin over `convzoo.train`."""
+"""`convzoo train`, `convzoo eval`, `convzoo predict` and `convzoo recipes`: thin over `convzoo.training`."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +8,9 @@ from typing import Any
 
 from ..errors import UserError
 from ..render import text_table
-from ..train import RECIPES, TrainConfig, evaluate_run, predict, resume, train
-from ..train.config import add_arguments, explicit_overrides
-from ..train.recipes import D2L, D2L_LENET, FAST, PAPER
+from ..training import RECIPES, TrainConfig, evaluate_run, predict, resume, train
+from ..training.config import add_arguments, explicit_overrides
+from ..training.recipes import D2L, D2L_LENET, FAST, PAPER
 from .inspect_cmd import build_options
 
 __all__ = ["register"]
@@ -75,7 +75,7 @@ def run_eval(args: argparse.Namespace) -> None:
                                split=args.split, device=args.device, batch_size=args.batch_size, amp=args.amp)
     classes = trained.classes
     if args.confusion:
-        from ..train.plots import plot_confusion
+        from ..training.plots import plot_confusion
 
         plot_confusion(ev.confusion, classes, args.confusion, f"{trained.meta['model']}: {100 * ev.top1:.2f} %")
     record = {"checkpoint": str(trained.path), "model": trained.meta["model"], "split": args.split,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..data import load_dataset
-from ..data.pipeline import InputSpec, prepare, to_device
+from ..data.pipeline import Augment, InputSpec, prepare, to_device
 from ..errors import UserError
 from ..registry import create_model
 from .checkpoint import read_checkpoint
@@ -82,7 +82,8 @@ def evaluate_run(source: str | os.PathLike[str], *, dataset: str | None = None, 
     spec = replace(t.spec, mean=data.mean, std=data.std) if dataset else t.spec
     amp = amp or t.meta.get("amp", "none")
     cfg = TrainConfig(model=t.meta["model"], dataset=name, eval_batch_size=batch_size, device=device, amp=amp)
-    s = Setup(cfg, torch.device(device), data, None, None, chosen, spec, None, t.model, 0.0, [])  # type: ignore[arg-type]
+    s = Setup(cfg=cfg, device=torch.device(device), data=data, train=None, val=None, test=chosen, spec=spec,
+              augment=Augment(), model=t.model, aux_weight=0.0, init_skipped=[])  # evaluation only
     return t, evaluate(t.model, chosen, s)
 
 
