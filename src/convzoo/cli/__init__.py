@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import UserError
-from . import data_cmd, inspect_cmd, models_cmd, tables_cmd, train_cmd
+from . import bench_cmd, data_cmd, inspect_cmd, models_cmd, tables_cmd, train_cmd
 
 __all__ = ["main"]
 
 # Each command module exposes `register(subparsers)`, which adds its parsers with `func=` defaults.
-COMMANDS = (models_cmd, inspect_cmd, tables_cmd, data_cmd, train_cmd)
+COMMANDS = (models_cmd, inspect_cmd, tables_cmd, data_cmd, train_cmd, bench_cmd)
 
 
 class _Parser(argparse.ArgumentParser):
