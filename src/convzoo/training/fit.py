@@ -55,11 +55,13 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, quiet: bool | None
     run_dir = Path(run_dir)
     try:
         cfg = TrainConfig.from_json(json.loads((run_dir / "config.json").read_text()))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"{str(run_dir)!r} is not a run directory (it has no config.json); give the --out of a "
                         "`convzoo train` run") from None
     except (ValueError, TypeError) as err:
         raise UserError(f"{str(run_dir / 'config.json')!r} is damaged ({err}); start a new run") from None
+    except OSError as err:
+        raise UserError(f"cannot read {str(run_dir / 'config.json')!r}: {err.strerror}") from None
     if epochs is not None:
         cfg.epochs = epochs
     if quiet is not None:
