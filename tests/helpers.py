@@ -9,6 +9,7 @@ from torch import nn
 
 import convzoo
 from convzoo.meta import build_on_meta
+from convzoo.peers import build_peer_network
 
 
 @functools.cache
@@ -26,17 +27,7 @@ def small_input(name: str, **overrides: Any) -> tuple[int, int, int]:
 
 def build_peer(source: str, peer_name: str, **kwargs: Any) -> nn.Module:
     """A random-initialised torchvision or timm network (no download, no weights)."""
-    if source == "torchvision":
-        import warnings
-
-        import torchvision
-
-        with warnings.catch_warnings():  # googlenet and inception_v3 warn about their init_weights default
-            warnings.simplefilter("ignore", FutureWarning)
-            return torchvision.models.get_model(peer_name, weights=None, **kwargs)
-    import timm
-
-    return timm.create_model(peer_name, pretrained=False, **kwargs)
+    return build_peer_network(source, peer_name, **kwargs)
 
 
 def assert_same_as_peer(name: str, source: str, peer_name: str, *, ours: dict[str, Any] | None = None,

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from .errors import UserError
 from .registry import _REGISTRY
 
-__all__ = ["SOURCES", "load_peer_weights", "read_state_dict", "register_peer_adapter"]
+__all__ = ["SOURCES", "build_peer_network", "load_peer_weights", "read_state_dict", "register_peer_adapter"]
 
 SOURCES = ("torchvision", "timm")
 Adapter = Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]
@@ -69,21 +69,26 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def build_peer_network(source: str, peer_name: str, **options: Any) -> nn.Module:
+    """The peer library's network `peer_name`, random-initialised (no weights are fetched); ImportError when
+    the library is missing. Build it under ``torch.device("meta")`` for its structure alone."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's googlenet and inception_v3 warn about init_weights
+        if source == "torchvision":
+            import torchvision
+
+            return torchvision.models.get_model(peer_name, weights=None, **options)
+        import timm
+
+        return timm.create_model(peer_name, pretrained=False, **options)
+
+
 def _peer_order(source: str, peer_name: str, aux: bool) -> list[str] | None:
     """The peer network's own key order (its module order), from a build on meta (with its auxiliary heads
     when ours has them: timm builds inception_v3 without them by default); None when the library is missing."""
-    options = {"aux_logits": True} if aux else {}
     try:
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torchvision's googlenet warns about its init_weights default
-            if source == "torchvision":
-                import torchvision
-
-                net = torchvision.models.get_model(peer_name, weights=None, **options)
-            else:
-                import timm
-
-                net = timm.create_model(peer_name, pretrained=False, **options)
+        with torch.device("meta"):
+            net = build_peer_network(source, peer_name, **({"aux_logits": True} if aux else {}))
     except ImportError:
         return None
     return list(net.state_dict())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UserError
-from ..peers import SOURCES
+from ..peers import SOURCES, build_peer_network
 from ..registry import create_model, model_info
 from ..training.setup import check_input, resolve_device
 from .timing import Workload
@@ -147,19 +146,10 @@ def build_peer(ours: Side, source: str, cfg: Settings) -> Side:
         raise UserError(f"torchvision's {info.peers[source]} takes 3 input channels; leave out --in-chans "
                         f"{ours.model.in_chans} for --vs torchvision")
     torch.manual_seed(cfg.seed)
-    with warnings.catch_warnings():  # torchvision's googlenet and inception_v3 warn about init_weights
-        warnings.simplefilter("ignore")
-        try:
-            if source == "torchvision":
-                import torchvision
-
-                model = torchvision.models.get_model(info.peers[source], weights=None, **kwargs)
-            else:
-                import timm
-
-                model = timm.create_model(info.peers[source], pretrained=False, **kwargs)
-        except ImportError:
-            raise UserError(f"--vs {source} needs the {source} package: pip install {source}") from None
+    try:
+        model = build_peer_network(source, info.peers[source], **kwargs)
+    except ImportError:
+        raise UserError(f"--vs {source} needs the {source} package: pip install {source}") from None
     return Side(info.peers[source], source, model, kwargs, ours.input_size, bool(kwargs.get("aux_logits")),
                 ours.aux_weight)
 
