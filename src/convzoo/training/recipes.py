@@ -44,6 +44,11 @@ _PLATEAU_GUESS = "the validation split (10 % of the training data) and patience 
 # RMSProp as the Inception v3 paper states it: decay 0.9, ε = 1.0, lr 0.045 ×0.94 every 2 epochs, clip 2.0.
 _INCEPTION_RMSPROP = {"optimizer": "rmsprop", "rms_decay": 0.9, "eps": 1.0, "momentum": 0.9, "lr": 0.045,
                       "schedule": "step", "step_every": 2, "gamma": 0.94, "crop_padding": 4, "hflip": True}
+# MobileNet v2 §6.1 (MobileNet v1 states no numbers and takes these): RMSProp decay 0.9, momentum 0.9,
+# weight decay 4e-5, lr 0.045 ×0.98 per epoch, batch 96; ε 1.0 as in TF-slim; 60 epochs on the small datasets.
+_MOBILENET_V2 = {"optimizer": "rmsprop", "rms_decay": 0.9, "momentum": 0.9, "eps": 1.0, "lr": 0.045,
+                 "schedule": "exponential", "gamma": 0.98, "weight_decay": 4e-5, "epochs": 60, "batch_size": 96,
+                 "crop_padding": 4, "hflip": True}
 _EPS_NOTE = "torch's RMSProp adds ε outside the square root (TensorFlow's, which the paper used, inside)"
 
 PAPER: dict[str, Recipe] = {
@@ -109,17 +114,14 @@ PAPER: dict[str, Recipe] = {
         "Iandola et al. 2016, §3.3 and the release: lr 0.04 decreased linearly to 0; dropout 0.5 after fire9",
         ("momentum 0.9 and weight decay 2e-4 from the released solver", "batch 256 and 60 epochs", _SMALL_DATA)),
     "mobilenet_v1": Recipe(
-        {"optimizer": "rmsprop", "rms_decay": 0.9, "momentum": 0.9, "eps": 1.0, "lr": 0.045, "schedule": "exponential",
-         "gamma": 0.98, "weight_decay": 4e-5, "wd_skip_bn_bias": True, "epochs": 60, "batch_size": 96,
-         "crop_padding": 4, "hflip": True},
+        {**_MOBILENET_V2, "wd_skip_bn_bias": True},
         "Howard et al. 2017, §4: RMSProp, little regularisation and augmentation, little or no weight decay on the "
         "depthwise filters",
         ("lr 0.045 ×0.98 per epoch, decay 0.9, ε 1.0, weight decay 4e-5 and batch 96 from MobileNet v2's "
          "recipe", "no weight decay on BN and biases (the depthwise filters keep 4e-5)", "60 epochs",
          _SMALL_DATA)),
     "mobilenet_v2": Recipe(
-        {"optimizer": "rmsprop", "rms_decay": 0.9, "momentum": 0.9, "eps": 1.0, "lr": 0.045, "schedule": "exponential",
-         "gamma": 0.98, "weight_decay": 4e-5, "epochs": 60, "batch_size": 96, "crop_padding": 4, "hflip": True},
+        _MOBILENET_V2,
         "Sandler et al. 2018, §6.1: RMSProp decay 0.9 and momentum 0.9, weight decay 4e-5, lr 0.045 decayed ×0.98 "
         "per epoch, batch 96 (per GPU)",
         (_EPS_NOTE + "; ε 1.0 as in TF-slim", "60 epochs", _SMALL_DATA)),
