@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import convzoo
@@ -193,3 +194,153 @@ def test_modern_variant() -> None:
     assert not kinds & {ScaledTanh, MapScale, TableConv, EuclideanRBF, nn.AvgPool2d}
     assert net.features.c3.conv.in_channels == 6 and net.features.c3.conv.groups == 1
     assert stage_shapes(net, (1, 32, 32))["features"] == [120, 1, 1]
+
+
+# --- the fast forward computes the paper's function (a reference written out here, from the same weights) ---
+
+_A, _S = 1.7159, 2.0 / 3.0
+
+
+def _squash(a: torch.Tensor) -> torch.Tensor:
+    return _A * torch.tanh(_S * a)
+
+
+def _subsample(x: torch.Tensor, scale: MapScale) -> torch.Tensor:
+    """§II.B: the four inputs of each 2×2 window summed, times the map's coefficient, plus its bias, squashed."""
+    n, c, h, w = x.shape
+    four = x.reshape(n, c, h // 2, 2, w // 2, 2).sum((3, 5))
+    return _squash(four * scale.coefficient.view(1, c, 1, 1) + scale.bias.view(1, c, 1, 1))
+
+
+def _c3(x: torch.Tensor, table_conv: TableConv) -> torch.Tensor:
+    """Table I map by map: C3 map j convolves the S2 maps TABLE_I[j] with its own kernels (row j of the runs)."""
+    kernels = [(conv, r) for conv in table_conv.runs.values() for r in range(conv.out_channels)]
+    maps = [nn.functional.conv2d(x[:, list(reads)], conv.weight[r:r + 1], conv.bias[r:r + 1])
+            for reads, (conv, r) in zip(TABLE_I, kernels)]
+    return torch.cat(maps, 1)
+
+
+def _reference_lenet5(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    f, h = net.features, net.head
+    x = _squash(f.c1.conv(x))
+    x = _subsample(x, f.s2.scale)
+    x = _squash(_c3(x, f.c3.conv))
+    x = _subsample(x, f.s4.scale)
+    x = _squash(f.c5.conv(x)).flatten(1)
+    x = _squash(h.f6.fc(x))
+    return -(x[:, None, :] - h.output.centres[None]).square().sum(2)  # eq. 7 as a broadcast difference
+
+
+def _logits_and_grads(fn, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    net.zero_grad(set_to_none=True)
+    logits = fn(x)
+    nn.functional.cross_entropy(logits, y).backward()
+    return logits.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}
+
+
+# Gradients here are 1e-4 … 1; float32 rounding leaves ~1e-7 of absolute difference (a small bias gradient is a
+# sum that cancels, so its relative difference is larger), a wrong connection or derivative ~1e-3 or more.
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), [(torch.float64, 1e-10, 1e-13), (torch.float32, 1e-4, 1e-6)])
+def test_forward_and_gradients_equal_a_written_out_reference(dtype: torch.dtype, rtol: float, atol: float) -> None:
+    net = _lenet5().to(dtype).train()
+    x = torch.randn(8, 1, 32, 32, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(8) % 10
+    ours, ours_grads = _logits_and_grads(net, net, x, y)
+    ref, ref_grads = _logits_and_grads(lambda t: _reference_lenet5(net, t), net, x, y)
+    torch.testing.assert_close(ours, ref, rtol=rtol, atol=rtol * ref.abs().max().item())
+    assert ours_grads.keys() == ref_grads.keys() and len(ours_grads) == 16
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(ours_grads[name], g, rtol=rtol, atol=atol, msg=name)
+
+
+def test_state_dict_keys_and_shapes_are_unchanged() -> None:
+    """Checkpoints written before the fast forward still load: the same keys, the same shapes."""
+    sd = _lenet5().state_dict()
+    assert {k: tuple(v.shape) for k, v in sd.items()} == {
+        "features.c1.conv.weight": (6, 1, 5, 5), "features.c1.conv.bias": (6,),
+        "features.s2.scale.coefficient": (6,), "features.s2.scale.bias": (6,),
+        "features.c3.conv.runs.maps0_5.weight": (6, 3, 5, 5), "features.c3.conv.runs.maps0_5.bias": (6,),
+        "features.c3.conv.runs.maps6_14.weight": (9, 4, 5, 5), "features.c3.conv.runs.maps6_14.bias": (9,),
+        "features.c3.conv.runs.map15.weight": (1, 6, 5, 5), "features.c3.conv.runs.map15.bias": (1,),
+        "features.s4.scale.coefficient": (16,), "features.s4.scale.bias": (16,),
+        "features.c5.conv.weight": (120, 16, 5, 5), "features.c5.conv.bias": (120,),
+        "head.f6.fc.weight": (84, 120), "head.f6.fc.bias": (84,), "head.output.centres": (10, 84),
+    }
+    twin = convzoo.create_model("lenet5")
+    twin.load_state_dict(sd)  # strict
+    x = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(twin(x), _lenet5()(x), rtol=0, atol=0)
+
+
+class _ConvCount(TorchDispatchMode):
+    """Counts aten convolutions; a dispatch mode installs no module hook, so TableConv takes its dense form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.convs += func._overloadpacket is torch.ops.aten.convolution
+        return func(*args, **(kwargs or {}))
+
+
+def test_c3_dense_kernel_holds_table_i_and_the_run_form_agrees() -> None:
+    c3 = _lenet5().features.c3.conv
+    weight, bias = c3.dense()
+    assert weight.shape == (16, 6, 5, 5) and bias.shape == (16,)
+    reads = [sorted(i for i in range(6) if weight[j, i].ne(0).any()) for j in range(16)]
+    assert reads == [sorted(row) for row in TABLE_I]  # zeros exactly where Table I has no connection
+    assert int(weight.ne(0).sum()) == 25 * 60 and c3.slots.numel() == 60  # 60 connections of 5×5 weights
+    x = torch.randn(3, 6, 14, 14, requires_grad=True)
+    with _ConvCount() as count:
+        fast = c3(x)
+    assert count.convs == 1  # one dense convolution, not three grouped ones
+    (gx_fast,) = torch.autograd.grad(fast.square().sum(), x)
+    runs = c3.forward_runs(x)
+    (gx_runs,) = torch.autograd.grad(runs.square().sum(), x)
+    torch.testing.assert_close(fast, runs)
+    torch.testing.assert_close(gx_fast, gx_runs)
+
+
+def test_observers_see_the_runs_and_the_papers_macs() -> None:
+    """A hook on a run, `FlopCounterMode` or `analyze` on the CPU all see C3 as its three grouped convolutions."""
+    net = _lenet5().eval()
+    x = torch.randn(1, 1, 32, 32)
+    called: list[str] = []
+    run = net.features.c3.conv.runs["maps6_14"]
+    handle = run.register_forward_hook(lambda m, a, out: called.append(tuple(out.shape)))
+    try:
+        with _ConvCount() as count:
+            net(x)
+    finally:
+        handle.remove()
+    assert called == [(1, 9, 10, 10)] and count.convs == 5  # C1, three C3 runs, C5
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(x)
+    assert counter.get_total_flops() // 2 == 326_520  # the pinned MACs, not a dense C3's 416,520
+    report = convzoo.analyze(net, device="cpu", find_input_range=False)
+    assert report.diagnostics == () and report.totals.macs == 326_520
+    macs = {r.name.rpartition(".")[2]: r.macs for r in report.rows if r.name.startswith("features.c3.conv.runs.")}
+    assert macs == {"maps0_5": 10 * 10 * 6 * 3 * 25, "maps6_14": 10 * 10 * 9 * 4 * 25, "map15": 10 * 10 * 1 * 6 * 25}
+
+
+def test_scaled_tanh_is_the_three_op_formula() -> None:
+    x = torch.randn(4, 6, 7, 7) * 3
+    assert torch.equal(ScaledTanh()(x), 1.7159 * torch.tanh(x * (2.0 / 3.0)))  # the same ops: the same bits
+    a = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ScaledTanh(), (a,))
+    assert torch.autograd.gradgradcheck(ScaledTanh(), (a,))  # second derivatives still work
+    with torch.device("meta"):
+        assert ScaledTanh()(torch.empty(2, 3)).shape == (2, 3)
+
+
+def test_map_scale_gradients() -> None:
+    scale = MapScale(3, window=4).double()
+    with torch.no_grad():
+        scale.coefficient.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        scale.bias.copy_(torch.tensor([0.1, 0.2, -0.3]))
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(scale(x), x * (4 * scale.coefficient).view(1, 3, 1, 1) + scale.bias.view(1, 3, 1, 1))
+    assert torch.autograd.gradcheck(lambda t, c, b: torch.func.functional_call(
+        scale, {"coefficient": c, "bias": b}, (t,)), (x, scale.coefficient.detach().requires_grad_(),
+                                                      scale.bias.detach().requires_grad_()))

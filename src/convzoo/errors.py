@@ -8,11 +8,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["UserError", "closest"]
+__all__ = ["PeerFailed", "UserError", "closest"]
 
 
 class UserError(ValueError):
     """Bad input from the user: unknown name, impossible input size, missing data, bad checkpoint."""
+
+
+class PeerFailed(UserError):
+    """Training on several processes: another process of the job ended, or could not be reached in time."""
 
 
 def closest(word: str, choices: Iterable[str], n: int = 3) -> list[str]:

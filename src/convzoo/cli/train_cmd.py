@@ -11,6 +11,7 @@ from ..render import text_table
 from ..training import RECIPES, TrainConfig, evaluate_run, predict, resume, train
 from ..training.config import add_arguments, explicit_overrides
 from ..training.recipes import D2L, D2L_LENET, FAST, PAPER
+from .export_cmd import add_predict_arguments, print_predictions, run_onnx_predict
 from .inspect_cmd import build_options
 
 __all__ = ["register"]
@@ -23,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last finished epoch")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a builder option, e.g. dropout=0.3 (repeatable)")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N processes of this machine (starts torchrun; one per GPU on CUDA)")
     add_arguments(p)
     p.set_defaults(func=run_train)
 
@@ -36,15 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), help="autocast precision (default: the run's)")
     p.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix to this file")
+    p.add_argument("--tta", action="append", metavar="PROTOCOL[,...]",
+                   help="test-time protocols, one row each: none (or centre), flip, 10crop, dense, multicrop, "
+                        "144crop (comma-separated or repeated; docs/evaluation.md)")
+    p.add_argument("--scales", metavar="Q1,Q2,...",
+                   help="with --tta dense/multicrop: shorter sides to rescale to (default the paper's × S/224)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_eval)
 
-    p = sub.add_parser("predict", help="the top-5 classes of image files under a trained network")
-    p.add_argument("source", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top", type=int, default=5)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("predict", help="the top-5 classes of image files under a trained network or its ONNX export")
+    add_predict_arguments(p)  # one definition with the torch-free parse of `predict FILE.onnx` (export_cmd)
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser("recipes", help="the training recipes and their settings, per network family")
@@ -54,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    if args.nproc is not None:
+        from ..training.launch import launch_local
+
+        launch_local(args.nproc, without_nproc(getattr(args, "argv", [])))
+        return
     given = explicit_overrides(args)
     if args.resume:
         extra = sorted(set(given) - {"epochs", "quiet"}) + (["NAME"] if args.name else []) + \
@@ -68,9 +77,25 @@ def run_train(args: argparse.Namespace) -> None:
     train(**({"model": args.name} if args.name else {}), **given, **({"options": options} if options else {}))
 
 
+def without_nproc(argv: list[str]) -> list[str]:
+    """The command line of `convzoo train`, less its --nproc (what each process runs)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
 def run_eval(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be 1 or more, got {args.batch_size}")
+    if args.tta or args.scales:
+        run_tta(args)
+        return
     trained, ev = evaluate_run(args.source, dataset=args.dataset, data_dir=args.data_dir, verify=args.verify,
                                split=args.split, device=args.device, batch_size=args.batch_size, amp=args.amp)
     classes = trained.classes
@@ -98,16 +123,39 @@ def run_eval(args: argparse.Namespace) -> None:
         print(f"confusion matrix drawn to {args.confusion}")
 
 
+def run_tta(args: argparse.Namespace) -> None:
+    """`convzoo eval RUN --tta ...`: one row per protocol, its accuracy and its cost (convzoo.deploy.tta)."""
+    from ..deploy.tta import evaluate_protocols
+    from ..render import fmt_si
+
+    if not args.tta:
+        raise UserError("--scales sets the scales of a test-time protocol; add --tta dense or --tta multicrop")
+    if args.confusion:
+        raise UserError("--confusion draws the plain evaluation's matrix; leave it out with --tta, or run without")
+    report = evaluate_protocols(args.source, args.tta, scales=args.scales, dataset=args.dataset,
+                                data_dir=args.data_dir, verify=args.verify, split=args.split, device=args.device,
+                                batch_size=args.batch_size, amp=args.amp)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+        return
+    precision = "" if report.amp == "none" else f", {report.amp} autocast"
+    print(f"{report.model} ({report.checkpoint}) on the {report.dataset} {report.split} split, "
+          f"{report.results[0].images:,} images{precision}; MACs: conv + fc multiply-accumulates")
+    rows = [[r.protocol, ",".join(map(str, r.scales)), r.evaluations, fmt_si(r.macs_per_image),
+             f"{100 * r.top1:.2f} %", f"{100 * r.top5:.2f} %", f"{r.seconds:.1f}"] for r in report.results]
+    print(text_table(["protocol", "scales", "evals/image", "MACs/image", "top-1", "top-5", "seconds"], rows,
+                     right=[False, False, True, True, True, True, True]))
+    for note in report.notes:
+        print(f"note: {note}")
+
+
 def run_predict(args: argparse.Namespace) -> None:
     if args.top < 1:
         raise UserError(f"--top must be 1 or more, got {args.top}")
-    results = predict(args.source, args.images, top=args.top, device=args.device)
-    if args.json:
-        print(json.dumps(results, indent=1))
+    if str(args.source).lower().endswith(".onnx"):  # an exported file: onnxruntime alone (deploy.onnx_predict)
+        run_onnx_predict(args)
         return
-    for r in results:
-        best = ", ".join(f"{t['class']} {100 * t['probability']:.1f} %" for t in r["top"])
-        print(f"{r['image']}: {best}")
+    print_predictions(predict(args.source, args.images, top=args.top, device=args.device), args.json)
 
 
 def _settings_text(settings: dict[str, Any]) -> str:

@@ -122,9 +122,10 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(int(state))).tolist()
 
 
-def stream_batches(split: FolderSplit, *, size: tuple[int, int], channels: int, batch_size: int, shuffle: bool,
-                   seed: int, epoch: int = 0, workers: int | None = None, pin_memory: bool = False,
-                   drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+def stream_batches(split: FolderSplit, *, size: tuple[int, int], channels: int, batch_size: int = 64,
+                   shuffle: bool = False, seed: int = 0, epoch: int = 0, workers: int | None = None,
+                   pin_memory: bool = False, drop_last: bool = False,
+                   batch_index: list[list[int]] | None = None) -> Iterator[tuple[Tensor, Tensor]]:
     """Decode a folder split in batches: uint8 (B, channels, H, W) images and int64 (B,) labels.
 
     Args:
@@ -137,16 +138,22 @@ def stream_batches(split: FolderSplit, *, size: tuple[int, int], channels: int, 
         workers: DataLoader worker processes (default min(4, CPUs); 0 decodes in this process).
         pin_memory: pin the batches (for fast copies to a GPU).
         drop_last: drop a last, smaller batch.
+        batch_index: the sample indices of every batch, in order, instead of `batch_size`, `shuffle` and
+            `drop_last` (a process's shares of the global batches; see `pipeline.batches`).
 
     Raises:
         UserError: a file cannot be decoded (its name in the message), from whichever process read it.
     """
-    order = epoch_order(len(split), seed, epoch) if shuffle else list(range(len(split)))
     workers = default_workers() if workers is None else workers
-    loader = torch.utils.data.DataLoader(_Images(split.samples, (int(size[0]), int(size[1])), channels),
-                                         batch_size=batch_size, sampler=order, num_workers=workers,
-                                         collate_fn=_collate, pin_memory=pin_memory, drop_last=drop_last,
-                                         persistent_workers=False)
+    images = _Images(split.samples, (int(size[0]), int(size[1])), channels)
+    if batch_index is not None:
+        loader = torch.utils.data.DataLoader(images, batch_sampler=batch_index, num_workers=workers,
+                                             collate_fn=_collate, pin_memory=pin_memory, persistent_workers=False)
+    else:
+        order = epoch_order(len(split), seed, epoch) if shuffle else list(range(len(split)))
+        loader = torch.utils.data.DataLoader(images, batch_size=batch_size, sampler=order, num_workers=workers,
+                                             collate_fn=_collate, pin_memory=pin_memory, drop_last=drop_last,
+                                             persistent_workers=False)
     for batch in loader:
         if isinstance(batch, str):
             raise UserError(batch)

@@ -25,7 +25,7 @@ from torch import Tensor
 from ..errors import UserError
 from .types import FolderSplit, TensorSplit
 
-__all__ = ["Augment", "InputSpec", "batches", "epoch_generator", "prepare", "resize_mode", "to_device"]
+__all__ = ["Augment", "Draw", "InputSpec", "batches", "epoch_generator", "prepare", "resize_mode", "share", "to_device"]
 
 _LUMA = (0.299, 0.587, 0.114)
 PAD_LIMIT = 4  # a network input at most this much larger than the data is reached by padding, not resizing
@@ -117,7 +117,34 @@ def _to_size(x: Tensor, spec: InputSpec) -> Tensor:
     return F.interpolate(x, size=spec.size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def _random_crop(x: Tensor, pad: int, g: torch.Generator) -> Tensor:
+@dataclass(frozen=True)
+class Draw:
+    """The random choices of one batch's augmentation: per sample a crop offset and a mirror coin.
+
+    They are drawn for a whole global batch from the epoch's generator, then sliced per process, so a
+    sample is augmented the same way whatever the number of processes that share its batch.
+    """
+
+    dy: Tensor | None = None
+    dx: Tensor | None = None
+    flip: Tensor | None = None
+
+    @staticmethod
+    def make(augment: Augment, n: int, g: torch.Generator, device: torch.device) -> Draw:
+        dy = dx = flip = None
+        if augment.crop_padding:
+            span = 2 * augment.crop_padding + 1
+            dy = torch.randint(0, span, (n,), generator=g, device=device)
+            dx = torch.randint(0, span, (n,), generator=g, device=device)
+        if augment.hflip:
+            flip = torch.rand(n, generator=g, device=device) < 0.5
+        return Draw(dy, dx, flip)
+
+    def __getitem__(self, part: slice) -> Draw:
+        return Draw(*(t[part] if t is not None else None for t in (self.dy, self.dx, self.flip)))
+
+
+def _random_crop(x: Tensor, pad: int, dy: Tensor, dx: Tensor) -> Tensor:
     """Each sample shifted by its own offset in [-pad, pad]², the uncovered border zero (padding + crop).
 
     One gather over the flattened padded maps: index = row·W_padded + column + the sample's offset.
@@ -125,69 +152,94 @@ def _random_crop(x: Tensor, pad: int, g: torch.Generator) -> Tensor:
     n, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
     wp = w + 2 * pad
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g, device=x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g, device=x.device)
     window = (torch.arange(h, device=x.device)[:, None] * wp + torch.arange(w, device=x.device)).view(1, -1)
     index = (window + (dy * wp + dx)[:, None])[:, None, :].expand(n, c, h * w)
     return padded.view(n, c, -1).gather(2, index).view(n, c, h, w)
 
 
-def _flip(x: Tensor, g: torch.Generator) -> Tensor:
-    coin = torch.rand(x.shape[0], generator=g, device=x.device) < 0.5
-    return torch.where(coin[:, None, None, None], x.flip(3), x)
-
-
 def prepare(images: Tensor, spec: InputSpec, *, augment: Augment | None = None, g: torch.Generator | None = None,
-            channels_last: bool = False) -> Tensor:
-    """uint8 (N, C, H, W) on the device → the float batch the network takes (steps 1–5 of the module doc)."""
+            channels_last: bool = False, draw: Draw | None = None) -> Tensor:
+    """uint8 (N, C, H, W) on the device → the float batch the network takes (steps 1–5 of the module doc).
+
+    Augmentation takes its random choices from `draw`, else draws them for these N images from `g`.
+    """
     have = images.shape[1]
     x = images.float().div_(255)
     x = _to_size(_channels(x, have, spec.channels), spec)
     if augment is not None and augment.active:
-        if g is None:
-            raise ValueError("augmentation needs a generator")
+        if draw is None:
+            if g is None:
+                raise ValueError("augmentation needs a generator")
+            draw = Draw.make(augment, x.shape[0], g, x.device)
         if augment.crop_padding:
-            x = _random_crop(x, augment.crop_padding, g)
+            x = _random_crop(x, augment.crop_padding, draw.dy, draw.dx)
         if augment.hflip:
-            x = _flip(x, g)
+            x = torch.where(draw.flip[:, None, None, None], x.flip(3), x)
     mean = torch.tensor(_stats(spec.mean, have, spec.channels), device=x.device).view(1, -1, 1, 1)
     std = torch.tensor(_stats(spec.std, have, spec.channels), device=x.device).view(1, -1, 1, 1)
     x = (x - mean) / std
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 
+def share(n: int, rank: int, world: int) -> tuple[int, int]:
+    """The [start, stop) of process `rank`'s part of n items split over `world` processes: parts differ by at
+    most one item, the first n % world parts one larger (the split of `torch.tensor_split`)."""
+    q, r = divmod(n, world)
+    start = rank * q + min(rank, r)
+    return start, start + q + (rank < r)
+
+
 def batches(split: TensorSplit | FolderSplit, spec: InputSpec, *, batch_size: int, device: torch.device,
             seed: int = 0, epoch: int = 0, shuffle: bool = False, augment: Augment | None = None,
             drop_last: bool = False, channels_last: bool = False, stored_size: tuple[int, int] | None = None,
-            workers: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+            workers: int | None = None, rank: int = 0, world: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
     """One epoch of network-ready (x, y) batches on `device`, in an order fixed by (seed, epoch).
 
     An in-memory split must already be on `device` (`to_device`); a folder split is decoded by a
     DataLoader at `stored_size` and each batch moved to the device before the same preparation.
+
+    With `world` processes, `batch_size` is the global batch: every process walks the same order of
+    global batches and takes its `share` of each (an empty share is skipped), and the augmentation
+    of a global batch is drawn whole and sliced the same way. The samples of a global batch, and how
+    each is augmented, are therefore the same on 1, 2 or N processes: a run resumes exactly on
+    another number of processes, and no sample is seen twice in an epoch.
     """
     g = epoch_generator(seed, epoch, device)
-    if isinstance(split, FolderSplit):
-        from .folder import stream_batches
-
-        size = stored_size or spec.size
-        stream = stream_batches(split, size=size, channels=3, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                                epoch=epoch, workers=workers, pin_memory=device.type == "cuda",
-                                drop_last=drop_last)
-        for images, labels in stream:
-            images = images.to(device, non_blocking=True)
-            yield prepare(images, spec, augment=augment, g=g, channels_last=channels_last), \
-                labels.to(device, non_blocking=True)
-        return
     n = len(split)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    if isinstance(split, FolderSplit):
+        from .folder import epoch_order, stream_batches
+
+        order = epoch_order(n, seed, epoch) if shuffle else list(range(n))
+        plan = [(min(batch_size, stop - a), a) for a in range(0, stop, batch_size)]
+        mine = [order[a + lo:a + hi] for m, a in plan for lo, hi in [share(m, rank, world)] if hi > lo]
+        size = stored_size or spec.size
+        stream = iter(stream_batches(split, size=size, channels=3, batch_index=mine, seed=seed, epoch=epoch,
+                                     workers=workers, pin_memory=device.type == "cuda"))
+        for m, _ in plan:
+            draw = Draw.make(augment, m, g, device) if augment is not None and augment.active else None
+            lo, hi = share(m, rank, world)
+            if hi == lo:
+                continue
+            images, labels = next(stream)
+            images = images.to(device, non_blocking=True)
+            yield prepare(images, spec, augment=augment, channels_last=channels_last,
+                          draw=draw[lo:hi] if draw is not None else None), labels.to(device, non_blocking=True)
+        return
     order = torch.randperm(n, generator=g, device=device) if shuffle else None
-    stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
+        m = min(batch_size, stop - start)
+        draw = Draw.make(augment, m, g, device) if augment is not None and augment.active else None
+        lo, hi = share(m, rank, world)
+        if hi == lo:
+            continue
         if order is None:
-            images, labels = split.images[start:start + batch_size], split.labels[start:start + batch_size]
+            images, labels = split.images[start + lo:start + hi], split.labels[start + lo:start + hi]
         else:
-            index = order[start:start + batch_size]
+            index = order[start + lo:start + hi]
             images, labels = split.images[index], split.labels[index]
-        yield prepare(images, spec, augment=augment, g=g, channels_last=channels_last), labels
+        yield prepare(images, spec, augment=augment, channels_last=channels_last,
+                      draw=draw[lo:hi] if draw is not None else None), labels
 
 
 def to_device(split: TensorSplit, device: torch.device) -> TensorSplit:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..base import ZooModel
 from ..errors import UserError
@@ -65,11 +66,34 @@ class LeNetCfg:
     init: Literal["appendix_a", "he"]  # uniform ±2.4/F_i (Appendix A), or He-normal
 
 
+_A, _S = 1.7159, 2.0 / 3.0  # Appendix A's squashing constants
+
+
+class _ScaledTanhFn(torch.autograd.Function):
+    """A·tanh(S·a) as one autograd node: forward is three passes over one new tensor, backward two passes
+    from the saved output. Written as three autograd ops, each allocates a whole activation map and backward
+    runs three more; on LeNet's small maps those allocations cost several times the arithmetic
+    (benchmarks/lenet_cost.py times both)."""
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        return x.mul(_S).tanh_().mul_(_A)  # the same ops in the same order as A·tanh(S·a): the same bits
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(output)  # the output, not tanh(S·a): the next layer keeps it anyway
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors  # y = A·t, so f'(a) = A·S·(1 − t²) = A·S − (S/A)·y²: two passes, one new tensor
+        return torch.addcmul(y.new_full((), _A * _S), y, y, value=-_S / _A).mul_(grad)
+
+
 class ScaledTanh(nn.Module):
     """The squashing function f(a) = A·tanh(S·a), A = 1.7159, S = 2/3 (Appendix A): f(±1) = ±1."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return 1.7159 * torch.tanh(x * (2.0 / 3.0))
+        return _ScaledTanhFn.apply(x)
 
 
 class MapScale(nn.Module):
@@ -85,9 +109,9 @@ class MapScale(nn.Module):
         self.coefficient = nn.Parameter(torch.ones(chans))
         self.bias = nn.Parameter(torch.zeros(chans))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:  # bias + x·(window·coefficient) as one op (addcmul), not two
         scale = (self.coefficient * self.window).view(1, -1, 1, 1)
-        return x * scale + self.bias.view(1, -1, 1, 1)
+        return torch.addcmul(self.bias.view(1, -1, 1, 1), x, scale)
 
     def macs(self, x: Tensor, out: Tensor) -> int:
         """A per-element scale (like batch norm's affine), not a multiply-accumulate of the convention."""
@@ -100,15 +124,28 @@ class MapScale(nn.Module):
 class TableConv(nn.Module):
     """A convolution whose output maps each read a subset of the input maps (C3, Table I).
 
-    Output maps are grouped into consecutive runs that read the same number of input maps; each run
-    gathers its inputs (``inputs``, the table flattened) and applies one grouped convolution, so every
-    weight is a real connection and Σ numel is the paper's parameter count.
+    The weights are the real connections only: output maps are grouped into consecutive runs that read
+    the same number of input maps, one grouped convolution (`runs`) per run, so Σ numel is the paper's
+    parameter count. ``slots`` lists, connection by connection in table order, where that connection
+    sits in a dense (out, in) kernel: out · in_maps + in.
+
+    The forward has two forms of one function. Called run by run, it gathers each run's input maps and
+    applies its grouped convolution: the paper's connections op for op, which is what the analysis and
+    `FlopCounterMode` must count. That form is slow to train on a CPU (grouped convolutions of 3 or 4
+    channels per group, the gather and its scatter-add backward, the concatenation), so otherwise the
+    compact weights are scattered into a dense kernel with zeros where Table I has no connection and one
+    ordinary convolution runs. A zero weight adds exact zeros to the sums, and the gradient flows back
+    through the scatter to the real connections only. The run-by-run form is used whenever a module hook
+    could observe the runs (a hook on a run, or a global module hook as `FlopCounterMode` and
+    `convzoo.analyze` install) or the weights are on ``meta``.
     """
 
     def __init__(self, table: tuple[tuple[int, ...], ...], kernel_size: int) -> None:
         super().__init__()
         self.table = table
-        self.register_buffer("inputs", torch.tensor([i for row in table for i in row]), persistent=False)
+        self.in_maps = 1 + max(i for row in table for i in row)
+        slots = [j * self.in_maps + i for j, row in enumerate(table) for i in row]
+        self.register_buffer("slots", torch.tensor(slots), persistent=False)
         self.runs = nn.ModuleDict()
         self._slices: dict[str, tuple[int, int]] = {}
         first, offset = 0, 0
@@ -124,8 +161,38 @@ class TableConv(nn.Module):
             first, offset = last + 1, offset + n * width
 
     def forward(self, x: Tensor) -> Tensor:
-        outs = [conv(x[:, self.inputs[a:b]]) for (a, b), conv in zip(self._slices.values(), self.runs.values())]
+        if self._watched():
+            return self.forward_runs(x)
+        weight, bias = self.dense()
+        return F.conv2d(x, weight, bias)
+
+    def forward_runs(self, x: Tensor) -> Tensor:
+        """The connection-level form: per run, gather its input maps and apply its grouped convolution."""
+        inputs = self.slots % self.in_maps
+        outs = [conv(x[:, inputs[a:b]]) for (a, b), conv in zip(self._slices.values(), self.runs.values())]
         return torch.cat(outs, 1)
+
+    def dense(self) -> tuple[Tensor, Tensor]:
+        """The (out, in_maps, k, k) kernel with Table I's zeros, and the bias, built from the runs' weights."""
+        convs = list(self.runs.values())
+        k = convs[0].kernel_size
+        rows = torch.cat([c.weight.reshape(-1, k[0] * k[1]) for c in convs])  # one row per connection
+        grid = rows.new_zeros(len(self.table) * self.in_maps, k[0] * k[1]).index_copy(0, self.slots, rows)
+        return grid.view(len(self.table), self.in_maps, *k), torch.cat([c.bias for c in convs])
+
+    def _watched(self) -> bool:
+        """Whether the runs must be called one by one: on ``meta``, or with a module hook that would see them."""
+        if is_meta(self) or any(_global_hooks()):
+            return True
+        return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+                   for m in self.runs.values())
+
+
+def _global_hooks() -> tuple[dict, ...]:
+    """torch's registries of hooks on every module's calls (`nn.modules.module.register_module_forward_hook`...)."""
+    g = nn.modules.module
+    return (g._global_forward_hooks, g._global_forward_pre_hooks, g._global_backward_hooks,
+            g._global_backward_pre_hooks)
 
 
 def _hadamard_codes(n: int, length: int) -> list[list[float]]:

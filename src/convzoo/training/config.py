@@ -40,7 +40,8 @@ class TrainConfig:
     recipe: str = field(default="fast", metadata=_opt("fast, paper or d2l (`convzoo recipes` lists them)"))
     # optimisation
     epochs: int = field(default=10, metadata=_opt("passes over the training data"))
-    batch_size: int = field(default=256, metadata=_opt("images per step"))
+    batch_size: int = field(default=256, metadata=_opt("images per step (on several processes: the global batch, "
+                                                       "split between them)"))
     lr: float = field(default=0.1, metadata=_opt("peak learning rate"))
     optimizer: str = field(default="sgd", metadata=_opt("the optimizer", choices=OPTIMIZERS))
     momentum: float = field(default=0.9, metadata=_opt("SGD/RMSProp momentum"))
@@ -96,6 +97,10 @@ class TrainConfig:
     channels_last: bool = field(default=False, metadata=_opt("channels_last memory format"))
     compile: bool = field(default=False, metadata=_opt("torch.compile the network"))
     eval_batch_size: int = field(default=1000, metadata=_opt("images per evaluation step"))
+    sync_bn: bool = field(default=False, metadata=_opt("several processes: BatchNorm statistics over the global "
+                                                       "batch (SyncBatchNorm)"))
+    dist_timeout: float = field(default=300.0, metadata=_opt("several processes: seconds to wait for the others "
+                                                             "before giving up", metavar="SECONDS"))
     workers: int | None = field(default=None, metadata=_opt("DataLoader workers for streamed folders"))
     out: str | None = field(default=None, metadata=_opt("the run directory (default runs/<model>-<dataset>-<time>)",
                                                         metavar="RUN_DIR"))
@@ -117,6 +122,8 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
         if not 0 < self.test_fraction < 1:
             raise UserError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
+        if not self.dist_timeout > 0:
+            raise UserError(f"--dist-timeout must be positive, got {self.dist_timeout}")
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise UserError(f"--clip-grad must be positive, got {self.clip_grad}")
         if self.input_size is not None and self.input_size < 1:

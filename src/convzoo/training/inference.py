@@ -16,7 +16,7 @@ from ..registry import create_model
 from .checkpoint import read_checkpoint
 from .config import TrainConfig
 
-__all__ = ["Trained", "checkpoint_path", "evaluate_run", "load_trained", "predict"]
+__all__ = ["Trained", "checkpoint_path", "evaluate_run", "evaluation_data", "load_trained", "predict"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ def load_trained(source: str | os.PathLike[str], device: str = "cpu") -> Trained
     """The network of a run directory or checkpoint, with its weights (the averaged ones where the run kept an
     EMA: those are what its test figures measured), in eval mode."""
     path = checkpoint_path(source)
+    from ..deploy.compress import SUFFIX, is_compressed, load_compressed
+
+    if path.suffix == SUFFIX or is_compressed(path):  # a `convzoo compress` file: decoded into the dense network
+        dense, meta = load_compressed(path)
+        return Trained(dense.to(device).eval(), meta, InputSpec.from_json(meta["input"]), tuple(meta["classes"]), path)
     ckpt = read_checkpoint(path)
     meta = ckpt.meta
     model = create_model(meta["model"], **meta["options"])
@@ -58,6 +63,24 @@ def load_trained(source: str | os.PathLike[str], device: str = "cpu") -> Trained
     return Trained(model.to(device).eval(), meta, InputSpec.from_json(meta["input"]), tuple(meta["classes"]), path)
 
 
+def evaluation_data(t: Trained, dataset: str | None, data_dir: str | None, verify: bool, split: str,
+                    device: torch.device) -> tuple[Any, Any, InputSpec]:
+    """The dataset a trained network is evaluated on (its own unless `dataset`), the chosen split (on `device`
+    when it fits in memory) and the input spec: the run's, with the other dataset's statistics if one is given."""
+    name = dataset or t.meta["dataset"]
+    stored = t.meta.get("stored_size")
+    data = load_dataset(name, data_dir=data_dir, verify=verify, image_size=tuple(stored) if stored else t.spec.size)
+    if tuple(data.classes) != t.classes:
+        raise UserError(f"{name} has {len(data.classes)} classes ({', '.join(data.classes[:3])}, …) but the network "
+                        f"was trained on {len(t.classes)} ({', '.join(t.classes[:3])}, …); evaluate it on its own "
+                        f"dataset ({t.meta['dataset']})")
+    chosen = data.test if split == "test" else data.train
+    if data.in_memory:
+        chosen = to_device(chosen, device)
+    spec = replace(t.spec, mean=data.mean, std=data.std) if dataset else t.spec
+    return data, chosen, spec
+
+
 def evaluate_run(source: str | os.PathLike[str], *, dataset: str | None = None, data_dir: str | None = None,
                  verify: bool = True, split: str = "test", device: str = "cpu", batch_size: int = 1000,
                  amp: str | None = None) -> Any:
@@ -69,17 +92,8 @@ def evaluate_run(source: str | os.PathLike[str], *, dataset: str | None = None, 
     from .setup import Setup
 
     t = load_trained(source, device)
+    data, chosen, spec = evaluation_data(t, dataset, data_dir, verify, split, torch.device(device))
     name = dataset or t.meta["dataset"]
-    stored = t.meta.get("stored_size")
-    data = load_dataset(name, data_dir=data_dir, verify=verify, image_size=tuple(stored) if stored else t.spec.size)
-    if tuple(data.classes) != t.classes:
-        raise UserError(f"{name} has {len(data.classes)} classes ({', '.join(data.classes[:3])}, …) but the network "
-                        f"was trained on {len(t.classes)} ({', '.join(t.classes[:3])}, …); evaluate it on its own "
-                        f"dataset ({t.meta['dataset']})")
-    chosen = data.test if split == "test" else data.train
-    if data.in_memory:
-        chosen = to_device(chosen, torch.device(device))
-    spec = replace(t.spec, mean=data.mean, std=data.std) if dataset else t.spec
     amp = amp or t.meta.get("amp", "none")
     cfg = TrainConfig(model=t.meta["model"], dataset=name, eval_batch_size=batch_size, device=device, amp=amp)
     s = Setup(cfg=cfg, device=torch.device(device), data=data, train=None, val=None, test=chosen, spec=spec,

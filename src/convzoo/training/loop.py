@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.pipeline import batches
+from ..data.pipeline import batches, share
 from ..errors import UserError
+from .distributed import all_reduce_
 from .schedule import Schedule
 from .setup import Setup, frozen_modules
 
@@ -88,12 +89,15 @@ class EMA(nn.Module):
 
 @dataclass
 class EpochStats:
+    """An epoch's figures for the whole job; `local` is this process's (images, data_s, compute_s)."""
+
     loss: float
     top1: float
     images: int
     seconds: float
     data_s: float
     compute_s: float
+    local: tuple[int, float, float] = (0, 0.0, 0.0)
 
 
 @dataclass
@@ -114,7 +118,11 @@ def _autocast(s: Setup) -> Any:
 
 
 def evaluate(model: nn.Module, split: Any, s: Setup) -> Evaluation:
-    """Loss, top-1, top-5 and the confusion matrix of `model` on `split` (eval mode, no auxiliary heads)."""
+    """Loss, top-1, top-5 and the confusion matrix of `model` on `split` (eval mode, no auxiliary heads).
+
+    On several processes each evaluates its share of every batch and the sums are all-reduced: every
+    process returns the figures of the whole split.
+    """
     t0 = time.perf_counter()
     k = len(s.data.classes)
     was_training = model.training
@@ -123,10 +131,11 @@ def evaluate(model: nn.Module, split: Any, s: Setup) -> Evaluation:
     hits1 = torch.zeros((), device=s.device, dtype=torch.int64)
     hits5 = torch.zeros((), device=s.device, dtype=torch.int64)
     confusion = torch.zeros(k * k, device=s.device, dtype=torch.int64)
-    n = 0
+    n = torch.zeros((), device=s.device, dtype=torch.int64)
     with torch.no_grad():
         for x, y in batches(split, s.spec, batch_size=s.cfg.eval_batch_size, device=s.device,
-                            channels_last=s.cfg.channels_last, stored_size=s.data.size, workers=s.cfg.workers):
+                            channels_last=s.cfg.channels_last, stored_size=s.data.size, workers=s.cfg.workers,
+                            rank=s.world.rank, world=s.world.size):
             with _autocast(s):
                 logits = model(x)
             logits = logits.float()
@@ -137,10 +146,29 @@ def evaluate(model: nn.Module, split: Any, s: Setup) -> Evaluation:
             confusion += torch.bincount(y * k + top[:, 0], minlength=k * k)
             n += len(y)
     model.train(was_training)
+    if s.world.active:  # one all-reduce of every sum
+        sums = torch.cat([loss.view(1), hits1.view(1).double(), hits5.view(1).double(), n.view(1).double(),
+                          confusion.double()])
+        all_reduce_(sums, s.world)
+        loss, hits1, hits5, n = sums[0], sums[1].long(), sums[2].long(), sums[3].long()
+        confusion = sums[4:].long()
+    n = max(int(n), 1)
     confusion = confusion.view(k, k).cpu()
     per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
     return Evaluation(loss.item() / n, hits1.item() / n, hits5.item() / n, confusion,
                       time.perf_counter() - t0, per_class)
+
+
+class _TrainForward(nn.Module):
+    """`forward_train` as a module's forward (main and auxiliary logits), so that DistributedDataParallel,
+    which hooks `forward`, sees the auxiliary heads' gradients too."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Any:
+        return self.model.forward_train(x)
 
 
 class Trainer:
@@ -150,7 +178,12 @@ class Trainer:
         self.s, self.opt, self.schedule = s, optimizer, schedule
         cfg = s.cfg
         self.aux = bool(getattr(s.model, "aux_logits", False))
-        self.net = torch.compile(s.model) if cfg.compile else s.model
+        net: nn.Module = _TrainForward(s.model) if self.aux else s.model
+        if s.world.active:  # gradients averaged over the processes during the backward pass
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(net, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+        self.net = torch.compile(net) if cfg.compile else net
         self.ema = EMA(s.model, cfg.ema) if cfg.ema else None
         self.scaler = torch.amp.GradScaler(s.device.type) if cfg.amp == "fp16" else None
         self.params = [p for p in s.model.parameters() if p.requires_grad]
@@ -166,7 +199,7 @@ class Trainer:
         ls = self.s.cfg.label_smoothing
         with _autocast(self.s):
             if self.aux:
-                logits, aux = self.s.model.forward_train(x)
+                logits, aux = self.net(x)
             else:
                 logits, aux = self.net(x), []
             loss = F.cross_entropy(logits, y, label_smoothing=ls)
@@ -175,6 +208,7 @@ class Trainer:
         return loss, logits
 
     def _update(self, loss: Tensor) -> None:
+        """One optimizer step on `loss`, already scaled to this process's share of the global batch."""
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -200,9 +234,11 @@ class Trainer:
         loss_sum = torch.zeros((), device=s.device, dtype=torch.float64)
         hits = torch.zeros((), device=s.device, dtype=torch.int64)
         seen, steps = 0, 0
+        world, n = s.world, len(s.train)
+        drop_last = n > cfg.batch_size
         stream = batches(s.train, s.spec, batch_size=cfg.batch_size, device=s.device, seed=cfg.seed, epoch=epoch,
-                         shuffle=True, augment=s.augment, drop_last=len(s.train) > cfg.batch_size,
-                         channels_last=cfg.channels_last, stored_size=s.data.size, workers=cfg.workers)
+                         shuffle=True, augment=s.augment, drop_last=drop_last, channels_last=cfg.channels_last,
+                         stored_size=s.data.size, workers=cfg.workers, rank=world.rank, world=world.size)
         while True:
             with timer.segment("data"):
                 batch = next(stream, None)
@@ -212,7 +248,12 @@ class Trainer:
             with timer.segment("compute"):
                 self.schedule.set_lr(self.opt, self.step)
                 loss, logits = self._loss(x, y)
-                self._update(loss)
+                if world.active:  # DDP averages over processes: weigh each by its share of the global batch
+                    m = min(cfg.batch_size, n - steps * cfg.batch_size) if not drop_last else cfg.batch_size
+                    lo, hi = share(m, world.rank, world.size)
+                    self._update(loss * (world.size * (hi - lo) / m))
+                else:
+                    self._update(loss)
                 loss_sum += loss.detach().double() * len(y)
                 hits += (logits.detach().argmax(1) == y).sum()
             seen, steps, self.step = seen + len(y), steps + 1, self.step + 1
@@ -222,10 +263,19 @@ class Trainer:
                     progress(steps, loss_sum.item() / seen, hits.item() / seen, seen / (time.perf_counter() - t0))
         self._check(loss_sum, max(seen, 1), epoch, steps)
         times = timer.result()
+        local = (seen, times.get("data", 0.0), times.get("compute", 0.0))
+        if world.active:  # the job's figures: all images, all hits, the summed loss
+            sums = all_reduce_(torch.stack([loss_sum, hits.double(), torch.tensor(float(seen), device=s.device,
+                                                                                  dtype=torch.float64)]), world)
+            loss_sum, hits, seen = sums[0], sums[1], int(sums[2])
         return EpochStats(loss_sum.item() / max(seen, 1), hits.item() / max(seen, 1), seen,
-                          time.perf_counter() - t0, times.get("data", 0.0), times.get("compute", 0.0))
+                          time.perf_counter() - t0, times.get("data", 0.0), times.get("compute", 0.0), local)
 
     def _check(self, loss_sum: Tensor, seen: int, epoch: int, step: int) -> None:
+        if self.s.world.active:  # every process decides on the job's loss, so that all stop together
+            both = all_reduce_(torch.stack([loss_sum, torch.tensor(float(seen), device=loss_sum.device,
+                                                                   dtype=torch.float64)]), self.s.world)
+            loss_sum, seen = both[0], int(both[1])
         value = loss_sum.item() / seen
         if not math.isfinite(value):
             raise Diverged(f"the training loss became {value} in epoch {epoch + 1} (step {step}); the last good "

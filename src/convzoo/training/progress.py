@@ -12,7 +12,7 @@ from typing import Any
 from .config import TrainConfig
 from .plots import have_matplotlib, plot_confusion, plot_curves
 
-__all__ = ["Progress", "epoch_line"]
+__all__ = ["Progress", "Silent", "epoch_line"]
 
 
 def epoch_line(r: dict[str, Any], epochs: int) -> str:
@@ -20,6 +20,16 @@ def epoch_line(r: dict[str, Any], epochs: int) -> str:
     return (f"epoch {r['epoch']:>3}/{epochs}  loss {r['train_loss']:.4f}  train {100 * r['train_top1']:.2f}%{val}  "
             f"test {100 * r['test_top1']:.2f}% (top-5 {100 * r['test_top5']:.2f}%)  lr {r['lr']:.3g}  "
             f"{r['epoch_s']:.1f} s  {r['img_per_s_wall']:,.0f} img/s")
+
+
+class Silent:
+    """The progress of a process other than rank 0: it shows nothing (rank 0 speaks for the job)."""
+
+    def bar(self, epoch: int) -> None:
+        return None
+
+    def epoch_done(self, record: dict[str, Any], test: Any) -> None:
+        pass
 
 
 class Progress:
@@ -34,6 +44,7 @@ class Progress:
                     f"test {len(s.test):,}) at {s.spec.channels}×{s.spec.size[0]}×{s.spec.size[1]}, recipe "
                     f"{cfg.recipe}: {cfg.optimizer} lr {cfg.lr:g}, {cfg.schedule}, batch {cfg.batch_size}, "
                     f"{cfg.epochs} epochs, {cfg.device}{', ' + cfg.amp if cfg.amp != 'none' else ''}"
+                    f"{_world_text(s.world, cfg)}"
                     f"{', frozen ' + format(frozen, ',') + ' parameters' if frozen else ''}")
             print(head, flush=True)
             if start_epoch:
@@ -60,9 +71,13 @@ class Progress:
             self._bar.close()
             self._bar = None
         print(epoch_line(record, self.cfg.epochs), flush=True)
+        if "ranks" in record and not self.cfg.quiet:
+            print("  per rank: " + "; ".join(f"{r['rank']}: {r['images']:,} img, data {r['data_s']:.1f} s, compute "
+                                             f"{r['compute_s']:.1f} s, {r['img_per_s_wall']:,.0f} img/s"
+                                             for r in record["ranks"]), flush=True)
         if self.tb is not None:
             for key, value in record.items():
-                if key != "epoch":
+                if key != "epoch" and isinstance(value, (int, float)):  # not the per-rank list
                     self.tb.add_scalar(key, value, record["epoch"])
             self.tb.flush()
 
@@ -98,6 +113,14 @@ class Progress:
         else:
             print(summary_text(summary, self.s.data.classes), flush=True)
         return summary
+
+
+def _world_text(world: Any, cfg: TrainConfig) -> str:
+    if world is None or not world.active:
+        return ""
+    sync = ", SyncBatchNorm" if cfg.sync_bn else ""
+    return (f"; {world.size} processes ({world.backend}{sync}), global batch {cfg.batch_size} = "
+            f"{cfg.batch_size / world.size:g} per process")
 
 
 def summary_text(m: dict[str, Any], classes: Any) -> str:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,6 +17,7 @@ from ..peers import load_peer_weights, read_state_dict
 from ..registry import create_model, model_info
 from .checkpoint import read_checkpoint
 from .config import TrainConfig
+from .distributed import World, convert_sync_bn
 from .recipes import recipe_settings
 
 __all__ = ["Setup", "build_model", "make_optimizer", "resolve_config", "setup"]
@@ -172,6 +173,7 @@ class Setup:
     model: nn.Module
     aux_weight: float
     init_skipped: list[str]
+    world: World = field(default_factory=World)
 
 
 def _splits(cfg: TrainConfig, data: Dataset, device: torch.device) -> tuple[Any, Any, Any]:
@@ -187,8 +189,11 @@ def _splits(cfg: TrainConfig, data: Dataset, device: torch.device) -> tuple[Any,
     return place(train), (place(val) if val is not None else None), place(data.test)
 
 
-def setup(cfg: TrainConfig) -> Setup:
-    device = torch.device(cfg.device)
+def setup(cfg: TrainConfig, world: World | None = None, device: torch.device | None = None) -> Setup:
+    """The run's data and network; on several processes `world` and this process's `device` (see
+    `distributed.init`)."""
+    world = world or World()
+    device = device or torch.device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
     info = model_info(cfg.model)
     side = cfg.input_size or info.input_size[1]
@@ -202,8 +207,17 @@ def setup(cfg: TrainConfig) -> Setup:
         xavier_init(model)
     skipped = load_init(model, cfg) if cfg.init else []
     freeze(model, cfg.freeze)
+    if world.active:
+        if min(cfg.batch_size, len(data.train)) < world.size:
+            raise UserError(f"--batch-size {cfg.batch_size} (the global batch) leaves some of the {world.size} "
+                            f"processes without images; give at least {world.size}")
+        if cfg.sync_bn:
+            model = convert_sync_bn(model, device)
+        # rank 0 draws what a single process would; the others their own dropout (the weights are rank 0's)
+        if world.rank:
+            torch.manual_seed(cfg.seed + 1_000_003 * world.rank)
     train, val, test = _splits(cfg, data, device)
     spec = InputSpec((side, side), in_chans, data.mean, data.std, cfg.resize)
     augment = Augment(cfg.crop_padding, cfg.hflip and data.hflip)
     aux_weight = cfg.aux_weight if cfg.aux_weight is not None else (info.aux_weight or 0.0)
-    return Setup(cfg, device, data, train, val, test, spec, augment, model.to(device), aux_weight, skipped)
+    return Setup(cfg, device, data, train, val, test, spec, augment, model.to(device), aux_weight, skipped, world)
