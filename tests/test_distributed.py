@@ -157,8 +157,10 @@ def _agreement(a: Path, b: Path) -> tuple[float, float]:
 def test_sync_bn_on_two_processes_trains_what_one_process_trains(mobilenet_runs: dict[str, Path]) -> None:
     one, two = mobilenet_runs["one"], mobilenet_runs["sync"]
     assert _running_stats_close(one, two)  # the global batch's statistics (measured: within 4e-5)
-    median, worst = _agreement(one, two)  # measured 3e-4 and 0.05 (a BN bias one step from 0)
-    assert median <= 1e-3 and worst <= 0.1
+    # measured: median 3e-4–4e-4; largest 0.05–0.12, a BN bias one step from 0, whose float32 rounding varies
+    # with the thread count (the control below: median 1.4e-2, largest 1.9)
+    median, worst = _agreement(one, two)
+    assert median <= 2e-3 and worst <= 0.5
     for ra, rb in zip(_metrics(one), _metrics(two), strict=True):
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-5)
         assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-3)
@@ -170,7 +172,7 @@ def test_without_sync_bn_the_statistics_are_per_process(mobilenet_runs: dict[str
     one, plain = mobilenet_runs["one"], mobilenet_runs["plain"]
     assert not _running_stats_close(one, plain)
     median, worst = _agreement(one, plain)
-    assert median > 1e-3 or worst > 0.1
+    assert median > 2e-3 or worst > 0.5
 
 
 def _sync_bn_worker(rank: int, port: int, out: str) -> None:
