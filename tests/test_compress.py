@@ -17,6 +17,7 @@ from PIL import Image
 
 from convzoo.cli import main
 from convzoo.deploy import compress as C
+from convzoo.deploy import czc
 
 FAST_CPU = ["--quiet", "--amp", "none", "--device", "cpu", "--lr", "0.02", "--batch-size", "128"]
 PRUNE, BITS = 0.6, 3
@@ -237,12 +238,12 @@ def test_huffman_codes_are_at_most_16_bits() -> None:
 def test_relative_indices_bridge_long_gaps_with_fillers(gap_bits: int) -> None:
     index = np.zeros(3000, dtype=np.int64)
     index[[0, 1, 5, 300, 2999]] = [3, 1, 2, 7, 4]
-    gaps, values = C._entries(index, gap_bits)
+    gaps, values = czc._entries(index, gap_bits)
     assert gaps.max() < 2 ** gap_bits and (values != 0).sum() == 5
     span = 2 ** gap_bits  # fillers: one per full span skipped
     assert len(gaps) == 5 + sum(d // span for d in (0, 0, 3, 294, 2698))
     back = np.zeros_like(index)
-    back[C._positions(gaps)] = values
+    back[czc._positions(gaps)] = values
     assert np.array_equal(back, index)
 
 
