@@ -23,8 +23,11 @@ __all__ = ["atomic_path", "write_bytes", "write_json", "write_text"]
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on a clean exit it replaces `path`, otherwise it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # a folder that cannot be made or written: nothing was created
+        raise UserError(f"cannot write {str(path)!r}: {err.strerror or err}; choose another path") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
