@@ -303,11 +303,13 @@ def _free_port() -> int:
 
 
 def test_two_nodes_on_one_host_train_an_epoch(tmp_path: Path) -> None:
+    # the epoch is the one a tiny --time-budget allows out of 3: both ranks must take rank 0's plan, or one of them
+    # would wait for the other in a second epoch until the test's timeout
     port, run = _free_port(), tmp_path / "run"
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(k),
                                "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_id", "convzoo-test",
                                "--rdzv_endpoint", f"127.0.0.1:{port}", "-m", "convzoo", "train", *LENET,
-                               "--epochs", "1", "--out", str(run)],
+                               "--epochs", "3", "--time-budget", "0.001", "--out", str(run)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
              for k in (0, 1)]
     results = [n.communicate(timeout=240) for n in nodes]
@@ -316,6 +318,7 @@ def test_two_nodes_on_one_host_train_an_epoch(tmp_path: Path) -> None:
     assert env["world_size"] == 2 and env["nodes"] == 2
     assert sorted(r for node in env["layout"] for r in node["ranks"]) == [0, 1]
     assert len(_metrics(run)) == 1
+    assert json.loads((run / "summary.json").read_text())["stopped_by"] == "time budget"
 
 
 def test_bad_distributed_flags_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:

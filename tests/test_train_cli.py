@@ -86,6 +86,8 @@ def test_recipes_lists_every_recipe(capsys: pytest.CaptureFixture[str]) -> None:
     (["train", "--resume", "/nonexistent/run", "--lr", "0.1"], "leave out lr"),
     (["train", "--resume", __file__], "is not a run directory"),
     (["train", "--epochs", "abc"], "invalid int value: 'abc'"),
+    (["train", "--dataset", "synthetic", "--target-acc", "94"], "--target-acc is a fraction in (0, 1] (0.94"),
+    (["train", "--dataset", "synthetic", "--time-budget", "0"], "--time-budget must be a positive number"),
     (["train", "--dataset", "imagefolder"], "imagefolder needs --data-dir"),
     (["train", "lenet5", "--set", "output=cosine", "--dataset", "synthetic"], "output"),
     (["eval", "/nonexistent/run"], "does not exist"),

@@ -65,12 +65,12 @@ def run_train(args: argparse.Namespace) -> None:
         return
     given = explicit_overrides(args)
     if args.resume:
-        extra = sorted(set(given) - {"epochs", "quiet"}) + (["NAME"] if args.name else []) + \
+        extra = sorted(set(given) - {"epochs", "time_budget", "quiet"}) + (["NAME"] if args.name else []) + \
             (["--set"] if args.set else [])
         if extra:
             raise UserError(f"--resume continues a run with its own settings; leave out {', '.join(extra)} (only "
-                            "--epochs, to extend it, and --quiet are allowed)")
-        resume(args.resume, epochs=given.get("epochs"), quiet=given.get("quiet"))
+                            "--epochs or --time-budget, to extend it, and --quiet are allowed)")
+        resume(args.resume, epochs=given.get("epochs"), time_budget=given.get("time_budget"), quiet=given.get("quiet"))
         return
     # --in-chans is a training flag here (it also converts the data); only --set goes to the builder
     options = build_options(argparse.Namespace(in_chans=None, num_classes=None, set=args.set))

@@ -104,6 +104,13 @@ class TrainConfig:
     workers: int | None = field(default=None, metadata=_opt("DataLoader workers for streamed folders"))
     out: str | None = field(default=None, metadata=_opt("the run directory (default runs/<model>-<dataset>-<time>)",
                                                         metavar="RUN_DIR"))
+    time_budget: float | None = field(default=None, metadata=_opt("seconds of training and evaluation the run may "
+                                                                  "take: the lr schedule is planned for the epochs "
+                                                                  "that fit, --epochs at most", metavar="SECONDS"))
+    target_acc: float | None = field(default=None, metadata=_opt("stop after the first epoch whose test top-1 "
+                                                                 "(validation, with --val-fraction) reaches this "
+                                                                 "fraction; the summary says how long it took",
+                                                                 metavar="FRACTION"))
     quiet: bool = field(default=False, metadata=_opt("no progress bar: one log line per epoch"))
 
     def validate(self) -> TrainConfig:
@@ -124,6 +131,10 @@ class TrainConfig:
             raise UserError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
         if not self.dist_timeout > 0:
             raise UserError(f"--dist-timeout must be positive, got {self.dist_timeout}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise UserError(f"--time-budget must be a positive number of seconds, got {self.time_budget}")
+        if self.target_acc is not None and not 0 < self.target_acc <= 1:
+            raise UserError(f"--target-acc is a fraction in (0, 1] (0.94 for 94 %), got {self.target_acc}")
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise UserError(f"--clip-grad must be positive, got {self.clip_grad}")
         if self.input_size is not None and self.input_size < 1:

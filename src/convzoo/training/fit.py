@@ -21,6 +21,7 @@ import torch
 from ..errors import UserError
 from ..fsio import write_json
 from . import distributed
+from .budget import EVAL_COST, Calibration, plan_epochs, spent, stop_reason, time_to_target
 from .checkpoint import optimizer_state, read_checkpoint, restore_optimizer, write_checkpoint
 from .config import TrainConfig
 from .distributed import World, all_gather_object, broadcast_buffers, broadcast_object
@@ -62,8 +63,9 @@ def train(model: str = TrainConfig.model, dataset: str = TrainConfig.dataset, **
         return _fit(s, run_dir, None)
 
 
-def resume(run_dir: str | Path, *, epochs: int | None = None, quiet: bool | None = None) -> RunResult:
-    """Continue the run in `run_dir` from its last finished epoch (`epochs` extends it)."""
+def resume(run_dir: str | Path, *, epochs: int | None = None, time_budget: float | None = None,
+           quiet: bool | None = None) -> RunResult:
+    """Continue the run in `run_dir` from its last finished epoch (`epochs` or `time_budget` extends it)."""
     run_dir = Path(run_dir)
     try:
         cfg = TrainConfig.from_json(json.loads((run_dir / "config.json").read_text()))
@@ -76,6 +78,8 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, quiet: bool | None
         raise UserError(f"cannot read {str(run_dir / 'config.json')!r}: {err.strerror}") from None
     if epochs is not None:
         cfg.epochs = epochs
+    if time_budget is not None:
+        cfg.time_budget = time_budget
     if quiet is not None:
         cfg.quiet = quiet
     cfg.validate()
@@ -87,9 +91,8 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, quiet: bool | None
         _barrier(world)
         last = run_dir / "last.safetensors"
         ckpt = read_checkpoint(last) if last.exists() else None
-        if ckpt is not None and ckpt.meta["epoch"] >= cfg.epochs and (run_dir / "summary.json").exists():
-            raise UserError(f"{run_dir} already finished its {ckpt.meta['epoch']} epochs; to train longer, resume "
-                            f"with --epochs N (more than {ckpt.meta['epoch']})")
+        if ckpt is not None and (run_dir / "summary.json").exists():
+            _refuse_finished(run_dir, cfg, list(ckpt.meta["history"]))
         s = setup(cfg, world, device)
         _barrier(world)
         if world.main:
@@ -123,6 +126,27 @@ class _job:
             raise distributed.PeerFailed(f"{label}{first.removeprefix(label)}{where}") from None
         distributed.shutdown()  # the group is whole: leave it cleanly
         return False
+
+
+def _refuse_finished(run_dir: Path, cfg: TrainConfig, history: list[dict[str, Any]]) -> None:
+    """A finished run resumed with nothing that lets it go on: one line saying what would."""
+    n = len(history)
+    planned = plan_epochs(history, cfg.time_budget, cfg.epochs) if cfg.time_budget is not None else cfg.epochs
+    reason = stop_reason(history, cfg, planned)
+    if reason == "epochs":
+        raise UserError(f"{run_dir} already finished its {n} epochs; to train longer, resume with --epochs N (more "
+                        f"than {n})")
+    if reason == "time budget":
+        raise UserError(f"{run_dir} already used its time budget ({spent(history):.1f} s of {cfg.time_budget:g} s "
+                        f"over {n} epochs); to train longer, resume with a larger --time-budget")
+    if reason == "target accuracy":
+        raise UserError(f"{run_dir} already reached its target accuracy {cfg.target_acc:g} in epoch {n}; to train "
+                        f"further, start a new run from its weights with --init {run_dir / 'last.safetensors'}")
+
+
+def _agree(value: Any, world: World) -> Any:
+    """Rank 0's decision (from its clock) on every process."""
+    return broadcast_object(value if world.main else None, world)
 
 
 def _collective_failed(err: BaseException) -> bool:
@@ -207,6 +231,30 @@ def _record(epoch: int, lr: float, st: Any, val: Evaluation | None, test: Evalua
     return r
 
 
+def _plan(t: Trainer, history: list[dict[str, Any]], progress: Any) -> None:
+    """--time-budget: the epochs the run is planned for, from the time of those done (budget.py); before the
+    first has finished, from a calibration of a few of its steps."""
+    s = t.s
+    cfg, world = s.cfg, s.world
+    if cfg.time_budget is None:
+        return
+    if history:
+        t.schedule.planned = _agree(plan_epochs(history, cfg.time_budget, cfg.epochs), world)
+    else:
+        t.schedule.planned = cfg.epochs
+        evaluated = len(s.test) + (len(s.val) if s.val is not None else 0)
+        steps = t.schedule.steps_per_epoch
+
+        def calibrated(step_s: float) -> None:
+            per_epoch = step_s * steps * (1 + EVAL_COST * evaluated / max(len(s.train), 1))
+            t.schedule.planned = _agree(plan_epochs([], cfg.time_budget, cfg.epochs, per_epoch=per_epoch), world)
+            progress.epochs = t.schedule.planned
+            t.calibration = None
+
+        t.calibration = Calibration(s.device, steps, calibrated)
+    progress.epochs = t.schedule.planned
+
+
 def _fit(s: Setup, run_dir: Path, ckpt: Any) -> RunResult:
     cfg, world = s.cfg, s.world
     env = environment(s.device, cfg.seed)
@@ -220,9 +268,11 @@ def _fit(s: Setup, run_dir: Path, ckpt: Any) -> RunResult:
     if world.main:
         write_metrics(run_dir, history)
     progress = Progress(cfg, s, run_dir, steps, start) if world.main else Silent()
+    _plan(t, history, progress)
     epoch, test = start, None
+    reason = stop_reason(history, cfg, t.schedule.epochs) if history else None
     try:
-        for epoch in range(start, cfg.epochs):
+        while reason is None:
             stats = t.train_one_epoch(epoch, progress.bar(epoch))
             if world.active:  # evaluate, and save, the BN statistics of rank 0 on every rank
                 broadcast_buffers(s.model, world)
@@ -233,11 +283,14 @@ def _fit(s: Setup, run_dir: Path, ckpt: Any) -> RunResult:
             ranks = all_gather_object((*stats.local, stats.seconds), world) if world.active else None
             history.append(_record(epoch + 1, t.schedule.lr(t.step - 1), stats, val, test, ranks))
             t.schedule.end_epoch(1 - val.top1 if val is not None else stats.loss)
+            _plan(t, history, progress)
+            reason = stop_reason(history, cfg, t.schedule.epochs)
             improved = val is None or val.top1 >= max(r["val_top1"] for r in history)
             _save(t, run_dir, epoch + 1, history, improved)
             if world.main:
                 write_metrics(run_dir, history)
             progress.epoch_done(history[-1], test)
+            epoch += 1
     except KeyboardInterrupt:
         done = len(history)
         resume_cmd = f"convzoo train --resume {run_dir}" + (f" --nproc {world.size}" if world.active else "")
@@ -245,7 +298,10 @@ def _fit(s: Setup, run_dir: Path, ckpt: Any) -> RunResult:
         raise Interrupted(f"{who}interrupted in epoch {epoch + 1}; {done} finished epoch{'s' * (done != 1)} "
                           f"{'are' if done != 1 else 'is'} saved in {run_dir}; continue with: {resume_cmd}") from None
     final = test if test is not None else evaluate(t.eval_model, s.test, s)
-    summary = progress.finish(history, final) if world.main else {}
+    clock = {"stopped_by": reason or "epochs", "wall_s": spent(history), "time_budget_s": cfg.time_budget,
+             "target_acc": cfg.target_acc,
+             "time_to_target": time_to_target(history, cfg.target_acc) if cfg.target_acc is not None else None}
+    summary = progress.finish(history, final, clock) if world.main else {}
     if world.main:
         write_summary(run_dir, summary)
     return RunResult(run_dir, history, summary)

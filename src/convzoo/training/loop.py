@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,6 +189,7 @@ class Trainer:
         self.params = [p for p in s.model.parameters() if p.requires_grad]
         self.frozen = frozen_modules(s.model)
         self.step = 0
+        self.calibration: Callable[[int], None] | None = None  # told the steps done, before and after each step
 
     @property
     def eval_model(self) -> nn.Module:
@@ -239,6 +240,8 @@ class Trainer:
         stream = batches(s.train, s.spec, batch_size=cfg.batch_size, device=s.device, seed=cfg.seed, epoch=epoch,
                          shuffle=True, augment=s.augment, drop_last=drop_last, channels_last=cfg.channels_last,
                          stored_size=s.data.size, workers=cfg.workers, rank=world.rank, world=world.size)
+        if self.calibration is not None:
+            self.calibration(0)
         while True:
             with timer.segment("data"):
                 batch = next(stream, None)
@@ -257,6 +260,8 @@ class Trainer:
                 loss_sum += loss.detach().double() * len(y)
                 hits += (logits.detach().argmax(1) == y).sum()
             seen, steps, self.step = seen + len(y), steps + 1, self.step + 1
+            if self.calibration is not None:
+                self.calibration(steps)
             if steps % 25 == 0 or steps == self.schedule.steps_per_epoch:
                 self._check(loss_sum, seen, epoch, steps)
                 if progress is not None:

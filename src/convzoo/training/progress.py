@@ -36,6 +36,7 @@ class Progress:
     def __init__(self, cfg: TrainConfig, s: Any, run_dir: Path, steps: int, start_epoch: int) -> None:
         self.cfg, self.s, self.run_dir, self.steps = cfg, s, run_dir, steps
         self._bar: Any = None
+        self.epochs = cfg.epochs  # what the run is planned for (fewer under --time-budget)
         self.tb = _tensorboard(run_dir, start_epoch)
         if not cfg.quiet:
             frozen = sum(p.numel() for p in s.model.parameters() if not p.requires_grad)
@@ -43,7 +44,7 @@ class Progress:
                     f"{f', {len(s.val):,} held out for validation' if s.val is not None else ''}; "
                     f"test {len(s.test):,}) at {s.spec.channels}×{s.spec.size[0]}×{s.spec.size[1]}, recipe "
                     f"{cfg.recipe}: {cfg.optimizer} lr {cfg.lr:g}, {cfg.schedule}, batch {cfg.batch_size}, "
-                    f"{cfg.epochs} epochs, {cfg.device}{', ' + cfg.amp if cfg.amp != 'none' else ''}"
+                    f"{_length_text(cfg)}, {cfg.device}{', ' + cfg.amp if cfg.amp != 'none' else ''}"
                     f"{_world_text(s.world, cfg)}"
                     f"{', frozen ' + format(frozen, ',') + ' parameters' if frozen else ''}")
             print(head, flush=True)
@@ -55,7 +56,7 @@ class Progress:
             return None
         from tqdm import tqdm
 
-        self._bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False,
+        self._bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False,
                          file=sys.stderr, dynamic_ncols=True, unit="step", disable=None)
 
         def update(step: int, loss: float, top1: float, img_s: float) -> None:
@@ -70,7 +71,7 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        print(epoch_line(record, self.cfg.epochs), flush=True)
+        print(epoch_line(record, self.epochs), flush=True)
         if "ranks" in record and not self.cfg.quiet:
             print("  per rank: " + "; ".join(f"{r['rank']}: {r['images']:,} img, data {r['data_s']:.1f} s, compute "
                                              f"{r['compute_s']:.1f} s, {r['img_per_s_wall']:,.0f} img/s"
@@ -81,8 +82,9 @@ class Progress:
                     self.tb.add_scalar(key, value, record["epoch"])
             self.tb.flush()
 
-    def finish(self, history: list[dict[str, Any]], test: Any) -> dict[str, Any]:
-        """Plots, the summary record, and the summary screen."""
+    def finish(self, history: list[dict[str, Any]], test: Any, clock: dict[str, Any]) -> dict[str, Any]:
+        """Plots, the summary record (with `clock`: why the run stopped, its time, its time to the target), and
+        the summary screen."""
         d, cfg = self.run_dir, self.cfg
         plots = []
         if history and have_matplotlib():
@@ -102,7 +104,7 @@ class Progress:
             "train_s": train_s, "data_s": sum(r["data_s"] for r in history), "compute_s": compute_s,
             "eval_s": sum(r["eval_s"] for r in history), "img_per_s_wall": images / max(train_s, 1e-9),
             "img_per_s_compute": images / max(compute_s, 1e-9), "per_class_test_top1": test.per_class,
-            "plots": plots,
+            "plots": plots, **clock,
         }
         if self.tb is not None:
             self.tb.close()
@@ -113,6 +115,27 @@ class Progress:
         else:
             print(summary_text(summary, self.s.data.classes), flush=True)
         return summary
+
+
+def _length_text(cfg: TrainConfig) -> str:
+    text = f"{cfg.epochs} epochs" if cfg.time_budget is None else \
+        f"a time budget of {cfg.time_budget:g} s (at most {cfg.epochs} epochs)"
+    return text + (f", until top-1 {100 * cfg.target_acc:g} %" if cfg.target_acc is not None else "")
+
+
+def _clock_text(m: dict[str, Any]) -> list[str]:
+    """The summary's lines on a time budget and a target accuracy, when the run had them."""
+    lines = []
+    if m.get("time_budget_s") is not None:
+        lines.append(f"  time budget: {m['wall_s']:.1f} s of {m['time_budget_s']:g} s used (training + evaluation); "
+                     f"stopped by {m['stopped_by']}")
+    hit = m.get("time_to_target")
+    if hit:
+        lines.append(f"  target {100 * hit['target']:g} % ({hit['on'].removesuffix('_top1')}) reached in epoch "
+                     f"{hit['epoch']}: {hit['train_s']:.1f} s training, {hit['wall_s']:.1f} s with evaluation")
+    elif "time_to_target" in m and m["time_to_target"] is None and m.get("target_acc") is not None:
+        lines.append(f"  target {100 * m['target_acc']:g} % not reached")
+    return lines
 
 
 def _world_text(world: Any, cfg: TrainConfig) -> str:
@@ -133,6 +156,7 @@ def summary_text(m: dict[str, Any], classes: Any) -> str:
         "  hardest classes: " + ", ".join(f"{c} {100 * a:.1f} %" for a, c in worst),
         f"  time: {m['train_s']:.1f} s training (data {m['data_s']:.1f} s, compute {m['compute_s']:.1f} s) + "
         f"{m['eval_s']:.1f} s evaluation",
+        *_clock_text(m),
         f"  throughput: {m['img_per_s_wall']:,.0f} img/s wall-clock, {m['img_per_s_compute']:,.0f} img/s compute",
         f"  run directory: {m['run_dir']}/ (config.json, env.json, metrics.jsonl, last/best.safetensors"
         + (", " + ", ".join(m["plots"]) if m["plots"] else "; no plots: pip install matplotlib") + ")",

@@ -24,10 +24,15 @@ class Schedule:
     plateau_factor: float = 1.0
     best: float | None = None
     bad_epochs: int = 0
+    planned: int | None = None  # the epochs a --time-budget run is planned for (budget.py); None: --epochs
+
+    @property
+    def epochs(self) -> int:
+        return self.planned if self.planned is not None else self.cfg.epochs
 
     @property
     def total(self) -> int:
-        return self.cfg.epochs * self.steps_per_epoch
+        return self.epochs * self.steps_per_epoch
 
     def factor(self, step: int) -> float:
         c, e = self.cfg, step / self.steps_per_epoch  # e: epochs done, fractional
@@ -81,12 +86,14 @@ class Schedule:
             self.bad_epochs = 0
 
     def state(self) -> dict[str, Any]:
-        return {"plateau_factor": self.plateau_factor, "best": self.best, "bad_epochs": self.bad_epochs}
+        return {"plateau_factor": self.plateau_factor, "best": self.best, "bad_epochs": self.bad_epochs,
+                "planned": self.planned}
 
     def load(self, state: dict[str, Any]) -> None:
         self.plateau_factor = state["plateau_factor"]
         self.best = state["best"]
         self.bad_epochs = state["bad_epochs"]
+        self.planned = state.get("planned")
 
 
 def _cos(start: float, end: float, t: float) -> float:
