@@ -294,12 +294,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(capsys: pytest.CaptureF
 
 
 def test_a_failed_check_is_an_error_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = export_mod._check_file
+    real = export_mod.check_file
 
     def off_by_one(fmt: str, tmp: Path, inputs: list, expected: list) -> export_mod.Check:  # torch's logits + 1
         return real(fmt, tmp, inputs, [e + 1.0 for e in expected])
 
-    monkeypatch.setattr(export_mod, "_check_file", off_by_one)
+    monkeypatch.setattr(export_mod, "check_file", off_by_one)
     with pytest.raises(UserError, match="does not match torch, so it was not written") as err:
         export("lenet5", "onnx", tmp_path / "m.onnx", options={"num_classes": 10})
     assert "check FAILED" in str(err.value) and "\n" not in str(err.value)

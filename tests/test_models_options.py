@@ -136,7 +136,7 @@ def test_search_steps_near_the_hint_when_no_usual_size_works() -> None:
 
 def test_no_size_at_all_blames_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
     """If options leave a network no input size, analysis says so; without options it stays torch's error."""
-    monkeypatch.setattr(inputs, "_twin_range", lambda *args: None)
+    monkeypatch.setattr(inputs, "twin_range", lambda *args: None)
     with pytest.raises(UserError, match=r"alexnet cannot take a 3×100×100 input: at head.fc6 .*built with "
                                         r"conv1_padding=2 it takes no square size tried .*change those options"):
         analyze("alexnet", (3, 100, 100), options={"conv1_padding": 2}, find_input_range=False)

@@ -15,7 +15,7 @@ import convzoo
 from convzoo.cli import main
 from convzoo.data.pipeline import InputSpec, prepare
 from convzoo.dense import FullyConvNet
-from convzoo.deploy import tta
+from convzoo.deploy import tta, views
 from data_writers import isolate, write_idx
 
 FAST_CPU = ["--quiet", "--amp", "none", "--device", "cpu", "--lr", "0.02", "--batch-size", "64"]
@@ -54,32 +54,32 @@ def _images(n: int = 3, size: tuple[int, int] = (28, 28)) -> torch.Tensor:
 
 def test_ten_crops_are_the_four_corners_and_the_centre() -> None:
     x = torch.arange(9 * 11).view(1, 1, 9, 11)  # landscape: the crops come from the central 9×9 square
-    offsets = tta.ten_crop_offsets(9, 11, (4, 4))
+    offsets = views.ten_crop_offsets(9, 11, (4, 4))
     assert offsets == [(0, 1), (0, 6), (5, 1), (5, 6), (2, 3)]
-    crops = tta.crop(x, offsets, (4, 4))
+    crops = views.crop(x, offsets, (4, 4))
     assert crops.shape == (1, 5, 1, 4, 4)
     square = x[0, 0, :, 1:10]
     expected = [square[:4, :4], square[:4, -4:], square[-4:, :4], square[-4:, -4:], square[2:6, 2:6]]
     for got, want in zip(crops[0, :, 0], expected):
         assert torch.equal(got, want)
-    assert tta.ten_crop_offsets(8, 8, (5, 5)) == [(0, 0), (0, 3), (3, 0), (3, 3), (1, 1)]
+    assert views.ten_crop_offsets(8, 8, (5, 5)) == [(0, 0), (0, 3), (3, 0), (3, 3), (1, 1)]
 
 
 def test_grid_spans_the_image_corner_to_corner() -> None:
-    offsets = tta.grid_offsets(12, 10, (4, 4))
+    offsets = views.grid_offsets(12, 10, (4, 4))
     assert len(offsets) == 25 and offsets[0] == (0, 0) and offsets[-1] == (8, 6) and offsets[12] == (4, 3)
     x = torch.arange(12 * 10).view(1, 1, 12, 10)
-    assert torch.equal(tta.crop(x, offsets, (4, 4))[0, -1, 0], x[0, 0, 8:, 6:])
+    assert torch.equal(views.crop(x, offsets, (4, 4))[0, -1, 0], x[0, 0, 8:, 6:])
 
 
 def test_googlenet_crops_take_three_squares_and_six_crops_each() -> None:
     x = torch.arange(6 * 10, dtype=torch.float32).view(1, 1, 6, 10)  # landscape: squares at x = 0, 2, 4
-    views = tta.googlenet_crops(x, (4, 4))
-    assert views.shape == (1, 18, 1, 4, 4)
+    seen = views.googlenet_crops(x, (4, 4))
+    assert seen.shape == (1, 18, 1, 4, 4)
     right = x[..., :, 4:10]  # the third square; its top-left corner crop, its centre crop, itself resized
-    assert torch.equal(views[0, 12, 0], right[0, 0, :4, :4]) and torch.equal(views[0, 16, 0], right[0, 0, 1:5, 1:5])
+    assert torch.equal(seen[0, 12, 0], right[0, 0, :4, :4]) and torch.equal(seen[0, 16, 0], right[0, 0, 1:5, 1:5])
     resized = F.interpolate(right, size=(4, 4), mode="bilinear", align_corners=False, antialias=True)
-    assert torch.allclose(views[0, 17], resized[0])
+    assert torch.allclose(seen[0, 17], resized[0])
 
 
 def test_144crop_makes_144_evaluations_per_image(lenet: torch.nn.Module) -> None:

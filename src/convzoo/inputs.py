@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from .errors import UserError
 from .meta import is_meta, meta_twin
 
-__all__ = ["diagnose_input", "input_range", "is_probing"]
+__all__ = ["diagnose_input", "input_range", "is_probing", "shape_twin", "twin_range"]
 
 _PROBING = contextvars.ContextVar("convzoo_probing", default=False)
 _LARGEST = 4096  # sizes above this are not searched; a network that still works there is "unbounded"
@@ -65,7 +65,7 @@ def _run(twin: nn.Module, x: Tensor, features: list[tuple[int, ...]]) -> None:
 
 
 def _probe(twin: nn.Module, size: tuple[int, int, int, int]) -> _Failure | None:
-    """Run `twin` (a `_shape_twin`) at `size`; None when it works, else where and why it broke."""
+    """Run `twin` (a `shape_twin`) at `size`; None when it works, else where and why it broke."""
     names = {m: n for n, m in twin.named_modules()}
     stack: list[tuple[nn.Module, tuple[int, ...] | None]] = []
     features: list[tuple[int, ...]] = []
@@ -91,7 +91,7 @@ def _probe(twin: nn.Module, size: tuple[int, int, int, int]) -> _Failure | None:
     return None
 
 
-def _shape_twin(model: nn.Module, inplace: bool = False) -> nn.Module:
+def shape_twin(model: nn.Module, inplace: bool = False) -> nn.Module:
     """A meta network for geometry probes, in eval mode (train-mode batch norm is slow on meta, and
     geometry is the same), with its shape-keeping modules made identities. A private copy of `model`,
     unless `inplace` says `model` is a throwaway meta build that may be changed."""
@@ -127,7 +127,9 @@ def _search_range(twin: nn.Module, chans: int, start: int) -> tuple[int, int | N
     return lo, good
 
 
-def _twin_range(twin: nn.Module, chans: int, hint: int | None) -> tuple[int, int | None] | None:
+def twin_range(twin: nn.Module, chans: int, hint: int | None) -> tuple[int, int | None] | None:
+    """The (smallest, largest or None) square side `twin` (a `shape_twin`) takes with `chans` channels, searched
+    from `hint` first; None when no size works."""
     for s in ([hint] if hint else []) + list(_SEEDS):
         if _works(twin, chans, s):
             return _search_range(twin, chans, s)
@@ -148,7 +150,7 @@ def input_range(model: nn.Module, hint: int | None = None, *, inplace: bool = Fa
     ``inplace=True`` lets the search strip a throwaway meta build instead of copying it (copying a network
     of a thousand modules costs about 0.3 s); the network is unusable afterwards.
     """
-    return _twin_range(_shape_twin(model, inplace), int(getattr(model, "in_chans", 3)), hint)
+    return twin_range(shape_twin(model, inplace), int(getattr(model, "in_chans", 3)), hint)
 
 
 def _fmt(shape: tuple[int, ...] | None) -> str:
@@ -192,7 +194,7 @@ def diagnose_input(model: nn.Module, shape: tuple[int, ...], err: Exception, *,
     if chans is not None and shape[1] != chans:
         return UserError(f"{name} was built for {chans} input channel(s) but got {shape[1]}; "
                          f"build it with in_chans={shape[1]}")
-    twin = _shape_twin(model)
+    twin = shape_twin(model)
     failure = _probe(twin, tuple(shape))  # type: ignore[arg-type]
     if failure is None:
         return err
@@ -200,7 +202,7 @@ def diagnose_input(model: nn.Module, shape: tuple[int, ...], err: Exception, *,
 
     info = _REGISTRY.get(name)
     paper_side = info.input_size[1] if info else None
-    rng = _twin_range(twin, chans or 3, paper_side)
+    rng = twin_range(twin, chans or 3, paper_side)
     if rng is None:
         if not built_with:
             return err

@@ -34,79 +34,31 @@ as the ``convzoo`` entry of the header, as convzoo's checkpoints do.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import logging
 import os
-import sys
 import time
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .. import __version__
-from ..data.pipeline import InputSpec
 from ..errors import UserError
 from ..fsio import atomic_path
-from ..registry import create_model, model_info
+from .parity import TOLERANCE, Check, Refused, check_file, first_line, parity_inputs, quiet, reference
+from .source import FORMAT, Exportable, default_stats, json_dict, load_exportable, safetensors_header
 
 __all__ = ["FORMAT", "FORMATS", "OPSET", "TOLERANCE", "Check", "ExportRecord", "Exportable", "default_stats",
            "export", "load_exportable", "parity_inputs", "read_metadata"]
 
-FORMAT = "convzoo-export/1"  # the `format` entry of the metadata
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2", "safetensors": ".safetensors"}  # format -> the file suffix it takes
 OPSET = 20  # ONNX opset of both exporters (onnxruntime ≥ 1.17 runs it)
-TOLERANCE = 1e-4  # the check's bound on max |Δ logit|, relative to the largest |logit|
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the statistics torchvision's and timm's ImageNet weights expect
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as the data pipeline turns RGB into grey
 _ONNX_DYNAMO = "torch.onnx from torch.export"
 _ONNX_TORCHSCRIPT = "torch.onnx TorchScript-based"
-
-
-@dataclass(frozen=True)
-class Exportable:
-    """A network ready to export, and what its file must say about it."""
-
-    model: nn.Module  # in eval mode, on the CPU
-    name: str  # the registered name
-    options: dict[str, Any]  # builder options: create_model(name, **options) rebuilds it
-    classes: tuple[str, ...]
-    spec: InputSpec  # the input the network takes: size, channels, normalisation
-    stored_size: tuple[int, int] | None  # the image size it was trained from (None: spec.size)
-    origin: str  # where the weights came from, in words
-
-
-@dataclass(frozen=True)
-class Check:
-    """The parity check of one exported file against the network it came from."""
-
-    runtime: str  # what ran the file
-    batches: tuple[tuple[int, ...], ...]  # the input shapes run
-    max_abs_diff: float  # max |Δ logit| over every image
-    max_logit: float  # the largest |logit| torch gave
-    rel_diff: float  # max over batches of max |Δ| / largest |logit| of that batch
-    top1_same: int  # images whose top-1 class agrees
-    images: int
-    tolerance: float = TOLERANCE
-
-    @property
-    def passed(self) -> bool:
-        return self.rel_diff <= self.tolerance and self.top1_same == self.images
-
-    def describe(self) -> str:
-        sizes = ", ".join("×".join(map(str, s)) for s in self.batches)
-        verdict = "passed" if self.passed else "FAILED"
-        return (f"check {verdict}: {self.runtime} against torch on {self.images} random images ({sizes}): max |Δ| "
-                f"{self.max_abs_diff:.2g} = {self.rel_diff:.2g} × the largest logit (limit {self.tolerance:g}), "
-                f"top-1 identical on {self.top1_same}/{self.images}")
 
 
 @dataclass(frozen=True)
@@ -147,247 +99,17 @@ class ExportRecord:
         return d
 
 
-# --- what to export -------------------------------------------------------------------------------
-
-def default_stats(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std declared for a network that was not trained here: ImageNet's for 3 channels (what the papers
-    trained on, and what torchvision's and timm's weights expect), their grey equivalent for 1, else 0 and 1."""
-    if channels == 3:
-        return IMAGENET_MEAN, IMAGENET_STD
-    if channels == 1:
-        return (sum(w * m for w, m in zip(_LUMA, IMAGENET_MEAN)),), (sum(w * s for w, s in zip(_LUMA, IMAGENET_STD)),)
-    return (0.0,) * channels, (1.0,) * channels
-
-
-def _untrained_spec(model: nn.Module, name: str) -> InputSpec:
-    chans = int(getattr(model, "in_chans", model_info(name).input_size[0]))
-    mean, std = default_stats(chans)
-    return InputSpec(tuple(model_info(name).input_size[1:]), chans, mean, std)  # type: ignore[arg-type]
-
-
-def _numbered(model: nn.Module) -> tuple[str, ...]:
-    return tuple(str(i) for i in range(int(getattr(model, "num_classes", 0))))
-
-
-def _safetensors_header(path: Path) -> dict[str, str] | None:
-    """The header metadata of a safetensors file ({} when it has none); None when it is not one."""
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return dict(f.metadata() or {})
-    except Exception:  # truncated, another format: the caller's reader says which
-        return None
-
-
-def _load_weights(model: nn.Module, path: Path, name: str, options: dict[str, Any]) -> None:
-    """A convzoo state dict (``torch.save(model.state_dict())`` or safetensors) into `model`, all or nothing."""
-    from ..peers import read_state_dict
-
-    state = read_state_dict(path)
-    ours = model.state_dict()
-    built = f"{name} built with {', '.join(f'{k}={v!r}' for k, v in options.items())}" if options else name
-    if state and all(k.startswith("model/") for k in state):
-        raise UserError(f"{str(path)!r} is a convzoo checkpoint; export it without --model (its network and "
-                        "classes come with it)")
-    unexpected = [k for k in state if k not in ours]
-    missing = [k for k in ours if k not in state and not k.endswith("num_batches_tracked")]
-    shapes = [k for k in ours if k in state and tuple(state[k].shape) != tuple(ours[k].shape)]
-    if unexpected or missing or shapes:
-        if shapes:
-            k = shapes[0]
-            why = f"{k} is {tuple(state[k].shape)} in the file but {tuple(ours[k].shape)} in {built}"
-        else:
-            why = (f"{len(unexpected)} tensors such as {unexpected[0]!r} are not {built}'s" if unexpected
-                   else f"it lacks {len(missing)} tensors of {built} such as {missing[0]!r}")
-        raise UserError(f"the weights in {str(path)!r} do not fit: {why}; build it as they were saved (--num-classes, "
-                        "--in-chans, --set), or name a peer's weights with --source torchvision|timm")
-    model.load_state_dict(state, strict=False)
-
-
-def load_exportable(source: str | os.PathLike[str], *, model: str | None = None, weights_source: str | None = None,
-                    options: dict[str, Any] | None = None, seed: int = 0) -> Exportable:
-    """The network a SOURCE names, as `convzoo export` reads it.
-
-    - a run directory or a convzoo checkpoint: its network, weights (the averaged ones of an EMA run), classes
-      and input specification;
-    - a weights file with ``model=NAME``: NAME built with `options`, then the file's state dict loaded: convzoo's
-      own (``torch.save(model.state_dict())`` or safetensors), or with ``weights_source="torchvision"|"timm"``
-      a peer's, through `load_peer_weights`;
-    - a ``.safetensors`` file written by ``export(..., "safetensors")``: the network its metadata names;
-    - a registered name: its initial weights, drawn with `seed`.
-    """
-    options = dict(options or {})
-    text = os.fspath(source)
-    path = Path(text)
-    if weights_source is not None and model is None:
-        raise UserError(f"--source {weights_source} says whose weights a file holds; add --model NAME, the convzoo "
-                        "network they are for")
-    if model is not None:
-        from ..peers import load_peer_weights
-
-        if not path.is_file():
-            raise UserError(f"weights file {text!r} does not exist; with --model, SOURCE is a .pth, .pt or "
-                            ".safetensors file")
-        net = create_model(model, **options).eval()
-        if weights_source is None:
-            _load_weights(net, path, model, options)
-        else:
-            load_peer_weights(net, path, source=weights_source)
-        who = f"{weights_source} weights" if weights_source else "weights"
-        return Exportable(net, model, options, _numbered(net), _untrained_spec(net, model), None,
-                          f"{who} {path.name}")
-    if path.exists():
-        header = _safetensors_header(path) if path.is_file() else None
-        meta = _json(header.get("convzoo")) if header else None
-        if header is not None and (meta or {}).get("format") == FORMAT:
-            return _from_export_weights(path, meta, options)  # type: ignore[arg-type]
-        if path.is_file() and (path.suffix in (".pth", ".pt", ".bin") or (header is not None and meta is None)):
-            raise UserError(f"{text!r} is a state dict without convzoo's metadata; say which network it is for "
-                            "with --model NAME (and --source torchvision|timm for a peer's weights)")
-        if options:
-            raise UserError(f"{text!r} is a run or checkpoint: it carries its network's builder options; leave out "
-                            "--num-classes, --in-chans and --set")
-        from ..training.inference import load_trained
-
-        t = load_trained(path)
-        stored = t.meta.get("stored_size")
-        return Exportable(t.model.cpu().eval(), t.meta["model"], dict(t.meta["options"]), t.classes, t.spec,
-                          tuple(stored) if stored else None, f"trained, {t.path}")
-    if os.sep in text or (os.altsep and os.altsep in text) or path.suffix:
-        raise UserError(f"{text!r} does not exist; SOURCE is a run directory, a checkpoint, a weights file (with "
-                        "--model NAME) or a registered name")
-    model_info(text)  # an unknown name: the registry's error, with its suggestions
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = create_model(text, **options).eval()
-    return Exportable(net, text, options, _numbered(net), _untrained_spec(net, text), None,
-                      f"initial weights, seed {seed}")
-
-
-def _json(text: str | None) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _from_export_weights(path: Path, meta: dict[str, Any], options: dict[str, Any]) -> Exportable:
-    from safetensors.torch import load_file
-
-    if options:
-        raise UserError(f"{str(path)!r} carries its network's builder options; leave out --num-classes, --in-chans "
-                        "and --set")
-    net = create_model(meta["model"], **meta["options"]).eval()
-    try:
-        net.load_state_dict(load_file(str(path)))
-    except RuntimeError:
-        raise UserError(f"{str(path)!r} does not fit {meta['model']} as this convzoo builds it; it was written by "
-                        "another version, or edited") from None
-    stored = meta.get("stored_size")
-    return Exportable(net, meta["model"], dict(meta["options"]), tuple(meta["classes"]),
-                      InputSpec.from_json(meta["input"]), tuple(stored) if stored else None,
-                      f"exported weights {path.name}")
-
-
-# --- the check --------------------------------------------------------------------------------------
-
-def parity_inputs(chans: int, size: tuple[int, int], spatial: bool, seed: int = 0) -> list[Tensor]:
-    """The check's random images: 4 and 1 at the export size, and 2 at a larger non-square size if `spatial`."""
-    g = torch.Generator().manual_seed(seed)
-    h, w = size
-    shapes = [(4, chans, h, w), (1, chans, h, w)] + ([(2, chans, h + 32, w + 64)] if spatial else [])
-    return [torch.randn(s, generator=g) for s in shapes]
-
-
-def _compare(runtime: str, inputs: Sequence[Tensor], expected: Sequence[np.ndarray],
-             got: Sequence[np.ndarray]) -> Check:
-    worst = rel = biggest = 0.0
-    same = images = 0
-    for e, g in zip(expected, got):
-        if g.shape != e.shape:
-            raise _Refused(f"{runtime} returned logits of shape {tuple(g.shape)} where torch gives {tuple(e.shape)}")
-        diff = float(np.abs(g.astype(np.float64) - e).max())
-        if not np.isfinite(diff):  # NaN would compare as passing
-            diff = float("inf")
-        scale = float(np.abs(e).max())
-        worst, biggest = max(worst, diff), max(biggest, scale)
-        rel = max(rel, diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")))
-        same += int((g.argmax(1) == e.argmax(1)).sum())
-        images += e.shape[0]
-    return Check(runtime, tuple(tuple(x.shape) for x in inputs), worst, biggest, rel, same, images)
-
-
-def _first_line(err: BaseException) -> str:
-    """The gist of an exporter's error: its first line, and the first guard where `torch.export` lists them."""
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    gist = lines[0][:160] if lines else ""
-    guard = next((line for line in lines[1:] if line.startswith("- Not all values")), None)
-    return f"{type(err).__name__}: {gist}" + (f" {guard[:200]}" if guard else "")
-
-
-def _reference(model: nn.Module, inputs: Sequence[Tensor]) -> list[np.ndarray]:
-    with torch.no_grad():
-        outs = [model(x) for x in inputs]
-    if not all(isinstance(o, Tensor) for o in outs):  # the contract: forward returns one Tensor in eval mode
-        raise UserError(f"{getattr(model, 'name', type(model).__name__)} returns {type(outs[0]).__name__} in eval "
-                        "mode, not one logits tensor; it cannot be exported")
-    return [o.double().numpy() for o in outs]
-
-
 # --- the exporters ------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Exporters warn (deprecations, guard solving), log at length and print (the TorchScript exporter prints
-    its whole graph when it fails); what matters reaches the user as a `UserError` or in the record."""
-    loggers = [logging.getLogger(n) for n in ("torch", "torch.export", "torch.fx", "torch.onnx", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.CRITICAL)
-        with warnings.catch_warnings(), _muted_fds():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-@contextlib.contextmanager
-def _muted_fds() -> Iterator[None]:
-    """stdout and stderr to /dev/null at the file-descriptor level (torch's C++ side prints there directly)."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    try:
-        saved = [os.dup(1), os.dup(2)]
-    except OSError:  # no such descriptors (an embedded interpreter): nothing to mute
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
-
 
 def _forward_range(model: nn.Module, hint: int) -> tuple[int, int | None] | None:
     """The square sizes the eval-mode forward takes (`convzoo.input_range` without the auxiliary heads, whose
     fully-connected layers fix the size in training but are not part of the exported graph)."""
-    from ..inputs import _shape_twin, _twin_range
+    from ..inputs import shape_twin, twin_range
 
-    twin = _shape_twin(model)
+    twin = shape_twin(model)
     if getattr(twin, "aux_logits", False):
         twin.aux_logits = False
-    return _twin_range(twin, int(getattr(model, "in_chans", 3)), hint)
+    return twin_range(twin, int(getattr(model, "in_chans", 3)), hint)
 
 
 ALL_AXES = ("batch", "height", "width")
@@ -402,9 +124,9 @@ def _unit_free_floor(model: nn.Module, lo: int, side: int) -> int | None:
     reaches a 1-pixel map anywhere gets a guard and the export is refused; the dynamic range starts above it.
     The outputs of adaptive pooling are left out: their size is a constant, not a function of the input.
     """
-    from ..inputs import _shape_twin  # the shape-only meta copy the input-size search uses
+    from ..inputs import shape_twin  # the shape-only meta copy the input-size search uses
 
-    twin = _shape_twin(model)
+    twin = shape_twin(model)
     smallest: list[int] = []
 
     def hook(module: nn.Module, args: tuple, out: object) -> None:
@@ -437,10 +159,6 @@ def _unit_free_floor(model: nn.Module, lo: int, side: int) -> int | None:
 _ADAPTIVE = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
-class _Refused(Exception):
-    """An exporter could not write the network, or a runtime could not run the file it wrote."""
-
-
 @dataclass(frozen=True)
 class _Attempt:
     exporter: str
@@ -470,14 +188,14 @@ def _torch_export(model: nn.Module, x: Tensor, attempt: _Attempt) -> torch.expor
     if "height" in attempt.axes:
         side = attempt.min_side
         dims[2], dims[3] = torch.export.Dim("height", min=side), torch.export.Dim("width", min=side)
-    with _quiet():
+    with quiet():
         return torch.export.export(model, (x,), dynamic_shapes=(dims,), strict=False)
 
 
 def _onnx_proto(model: nn.Module, x: Tensor, attempt: _Attempt, opset: int) -> Any:
     import onnx
 
-    with _quiet():
+    with quiet():
         if attempt.exporter == _ONNX_DYNAMO:
             program = torch.onnx.export(_torch_export(model, x, attempt), (x,), dynamo=True, verbose=False,
                                         opset_version=opset, input_names=["input"], output_names=["logits"],
@@ -510,7 +228,7 @@ def _name_axes(proto: Any) -> Any:
 
 def _write(fmt: str, net: Exportable, x: Tensor, attempt: _Attempt, opset: int, meta: dict[str, Any],
            tmp: Path) -> None:
-    """Write the file for one attempt (its metadata says which); `_Refused` when the exporter fails."""
+    """Write the file for one attempt (its metadata says which); `Refused` when the exporter fails."""
     meta.update(exporter=attempt.exporter, dynamic=list(attempt.axes), dynamic_min_side=attempt.min_side,
                 opset=opset if fmt == "onnx" else None)
     if fmt == "safetensors":
@@ -530,9 +248,9 @@ def _write(fmt: str, net: Exportable, x: Tensor, attempt: _Attempt, opset: int, 
         else:
             proto = _onnx_proto(net.model, x, attempt, opset)
     except Exception as err:  # each exporter fails in its own ways; the next attempt may work
-        raise _Refused(_first_line(err)) from err
+        raise Refused(first_line(err)) from err
     if fmt == "pt2":
-        with _quiet():
+        with quiet():
             torch.export.save(program, str(tmp), extra_files={"convzoo.json": json.dumps(meta)})
         return
     import onnx
@@ -540,46 +258,6 @@ def _write(fmt: str, net: Exportable, x: Tensor, attempt: _Attempt, opset: int, 
     onnx.helper.set_model_props(proto, {k: json.dumps(v) for k, v in meta.items()})
     proto.doc_string = f"{net.name} exported by convzoo {__version__}; metadata_props hold JSON values"
     onnx.save_model(proto, str(tmp))
-
-
-def _run_file(fmt: str, tmp: Path, inputs: Sequence[Tensor]) -> tuple[str, list[np.ndarray]]:
-    """The logits the written file gives for `inputs`, run the way its users will run it, and by what;
-    `_Refused` when the runtime cannot load or run it."""
-    if fmt == "onnx":
-        import onnxruntime as ort
-
-        from .onnx_predict import metadata_of
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 4  # a failure reaches the user as the record's reason, not as a log line
-        try:
-            session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
-            name = session.get_inputs()[0].name
-            got = [session.run(None, {name: x.numpy()})[0] for x in inputs]
-        except Exception as err:  # onnxruntime's own error types: a graph that does not hold at some size
-            raise _Refused(f"onnxruntime cannot run it: {_first_line(err)}") from err
-        metadata_of(session, str(tmp))  # the metadata reads back as a deployment will read it
-        return f"onnxruntime {ort.__version__} CPU", got
-    if fmt == "pt2":
-        extra = {"convzoo.json": ""}
-        with _quiet():
-            program = torch.export.load(str(tmp), extra_files=extra)
-        if (_json(extra["convzoo.json"]) or {}).get("format") != FORMAT:
-            raise _Refused("the .pt2 file lost its convzoo.json metadata")
-        module = program.module()
-        try:
-            with torch.no_grad():
-                got = [module(x).double().numpy() for x in inputs]
-        except Exception as err:  # a guard of the program refused an input
-            raise _Refused(f"the program cannot run it: {_first_line(err)}") from err
-        return "torch.export.load", got
-    reloaded = _from_export_weights(tmp, json.loads((_safetensors_header(tmp) or {})["convzoo"]), {})
-    return "the weights reloaded into a fresh build", _reference(reloaded.model, inputs)
-
-
-def _check_file(fmt: str, tmp: Path, inputs: Sequence[Tensor], expected: Sequence[np.ndarray]) -> Check:
-    runtime, got = _run_file(fmt, tmp, inputs)
-    return _compare(runtime, inputs, expected, got)
 
 
 # --- export ---------------------------------------------------------------------------------------
@@ -652,7 +330,7 @@ def export(source: str | os.PathLike[str] | Exportable, fmt: str | None, out: st
     rng = _forward_range(net.model, size[1])
     spatial = rng is not None and rng[1] is None and fmt != "safetensors"  # no fully-connected head fixes the size
     inputs = parity_inputs(size[0], size[1:], spatial)  # type: ignore[arg-type]
-    expected = _reference(net.model, inputs)  # also the network's own error for a size it cannot take
+    expected = reference(net.model, inputs)  # also the network's own error for a size it cannot take
     lo = rng[0] if rng else 1
     floor = _unit_free_floor(net.model, lo, min(size[1:])) if spatial else None
     meta = _metadata(net, size, rng)
@@ -665,8 +343,8 @@ def export(source: str | os.PathLike[str] | Exportable, fmt: str | None, out: st
             try:
                 _write(fmt, net, inputs[0], attempt, opset, meta, tmp)
                 t1 = time.perf_counter()
-                check = _check_file(fmt, tmp, [inputs[i] for i in keep], [expected[i] for i in keep])
-            except _Refused as err:
+                check = check_file(fmt, tmp, [inputs[i] for i in keep], [expected[i] for i in keep])
+            except Refused as err:
                 refused.append(f"{attempt} failed: {err}")
                 continue
             if check.passed:
@@ -697,11 +375,11 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             with zipfile.ZipFile(path) as z:
                 name = next(n for n in z.namelist() if n.endswith("extra/convzoo.json"))
-                found = _json(z.read(name).decode())
+                found = json_dict(z.read(name).decode())
         except (OSError, zipfile.BadZipFile, StopIteration):
             found = None
     else:
-        found = _json((_safetensors_header(path) or {}).get("convzoo"))
+        found = json_dict((safetensors_header(path) or {}).get("convzoo"))
     if not found or found.get("format") != FORMAT:
         raise UserError(f"{str(path)!r} is not a file written by convzoo export (no {FORMAT} metadata)")
     return found

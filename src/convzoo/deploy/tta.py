@@ -41,8 +41,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -53,73 +52,22 @@ from torch import Tensor, nn
 from ..analysis import analyze
 from ..data.pipeline import InputSpec, prepare, resize_mode
 from ..data.types import FolderSplit, TensorSplit
-from ..dense import to_fully_conv
 from ..errors import UserError, closest
-from ..inputs import input_range
 from ..training.inference import Trained, evaluation_data, load_trained
+from .views import (
+    Views,
+    dense_net,
+    fmt_size,
+    googlenet_crops,
+    grid_crops,
+    paper_scale,
+    rescaled,
+    ten_crops,
+    whole_image,
+)
 
-__all__ = ["ALIASES", "PROTOCOLS", "Plan", "Protocol", "ProtocolResult", "TTAReport", "crop", "evaluate_protocols",
-           "googlenet_crops", "grid_offsets", "log_posteriors", "paper_scale", "parse_protocols", "parse_scales",
-           "plan", "ten_crop_offsets"]
-
-PAPER_CROP = 224  # the crop side the papers' scales refer to
-
-Views = Callable[[Tensor, tuple[int, int]], Tensor]  # (N, C, H, W) image, crop size -> (N, V, C, h, w) views
-
-
-def crop(x: Tensor, offsets: Sequence[tuple[int, int]], size: tuple[int, int]) -> Tensor:
-    """(N, C, H, W) -> (N, V, C, h, w): the h×w windows whose top-left corners are `offsets` (y, x), by one gather.
-
-    Row and column indices broadcast to (V, h, w), so every image's every crop comes out of one indexing op.
-    """
-    h, w = size
-    oy = torch.tensor([o[0] for o in offsets], device=x.device)
-    ox = torch.tensor([o[1] for o in offsets], device=x.device)
-    rows = oy[:, None] + torch.arange(h, device=x.device)  # (V, h)
-    cols = ox[:, None] + torch.arange(w, device=x.device)  # (V, w)
-    return x[:, :, rows[:, :, None], cols[:, None, :]].transpose(1, 2)  # (N, C, V, h, w) -> (N, V, C, h, w)
-
-
-def ten_crop_offsets(height: int, width: int, size: tuple[int, int]) -> list[tuple[int, int]]:
-    """AlexNet §4.1: top-left, top-right, bottom-left, bottom-right and centre crops of the central square."""
-    side = min(height, width)
-    y0, x0 = (height - side) // 2, (width - side) // 2
-    h, w = size
-    top, bottom, left, right = y0, y0 + side - h, x0, x0 + side - w
-    return [(top, left), (top, right), (bottom, left), (bottom, right), (y0 + (side - h) // 2, x0 + (side - w) // 2)]
-
-
-def grid_offsets(height: int, width: int, size: tuple[int, int], n: int = 5) -> list[tuple[int, int]]:
-    """VGG §3.2: an n×n regular grid of crops spanning the image, corners included (row-major)."""
-    ys = [round(i * (height - size[0]) / (n - 1)) for i in range(n)]
-    xs = [round(i * (width - size[1]) / (n - 1)) for i in range(n)]
-    return [(y, x) for y in ys for x in xs]
-
-
-def _whole(x: Tensor, size: tuple[int, int]) -> Tensor:
-    return x[:, None]
-
-
-def _ten(x: Tensor, size: tuple[int, int]) -> Tensor:
-    return crop(x, ten_crop_offsets(x.shape[-2], x.shape[-1], size), size)
-
-
-def _grid(x: Tensor, size: tuple[int, int]) -> Tensor:
-    return crop(x, grid_offsets(x.shape[-2], x.shape[-1], size), size)
-
-
-def googlenet_crops(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """GoogLeNet §7 at one scale: 3 squares × (4 corners + centre + the square resized) -> (N, 18, C, h, w)."""
-    n, c, height, width = x.shape
-    side, long = min(height, width), max(height, width)
-    along = [0, (long - side) // 2, long - side]  # left, centre, right (top, centre, bottom when portrait)
-    offsets = [(0, a) for a in along] if width >= height else [(a, 0) for a in along]
-    squares = crop(x, offsets, (side, side)).flatten(0, 1)  # (3N, C, side, side)
-    five = crop(squares, ten_crop_offsets(side, side, size), size)  # (3N, 5, C, h, w)
-    shrink = side > min(size)
-    resized = F.interpolate(squares, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-    return torch.cat([five, resized[:, None]], 1).reshape(n, 18, c, *size)
-
+__all__ = ["ALIASES", "PROTOCOLS", "Plan", "Protocol", "ProtocolResult", "TTAReport", "evaluate_protocols",
+           "log_posteriors", "parse_protocols", "parse_scales", "plan"]
 
 @dataclass(frozen=True)
 class Protocol:
@@ -137,15 +85,15 @@ class Protocol:
 
 _VGG = "Simonyan & Zisserman, arXiv:1409.1556"
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
-    Protocol(name="none", source="the run's own evaluation", views=_whole, crops=1, paper_scales=(), mirror=False,
+    Protocol(name="none", source="the run's own evaluation", views=whole_image, crops=1, paper_scales=(), mirror=False,
              average="logits", takes_scales=False),
-    Protocol(name="flip", source="the image and its mirror", views=_whole, crops=1, paper_scales=(), mirror=True,
+    Protocol(name="flip", source="the image and its mirror", views=whole_image, crops=1, paper_scales=(), mirror=True,
              average="logits", takes_scales=False),
-    Protocol(name="10crop", source="Krizhevsky et al. 2012, §4.1", views=_ten, crops=5, paper_scales=(256,),
+    Protocol(name="10crop", source="Krizhevsky et al. 2012, §4.1", views=ten_crops, crops=5, paper_scales=(256,),
              mirror=True, average="softmax", takes_scales=False),
     Protocol(name="dense", source=f"{_VGG}, §3.2", views=None, crops=1, paper_scales=(256, 384, 512), mirror=True,
              average="softmax", takes_scales=True),
-    Protocol(name="multicrop", source=f"{_VGG}, §3.2, §4.3", views=_grid, crops=25, paper_scales=(256, 384, 512),
+    Protocol(name="multicrop", source=f"{_VGG}, §3.2, §4.3", views=grid_crops, crops=25, paper_scales=(256, 384, 512),
              mirror=True, average="softmax", takes_scales=True),
     Protocol(name="144crop", source="Szegedy et al., arXiv:1409.4842, §7", views=googlenet_crops, crops=18,
              paper_scales=(256, 288, 320, 352), mirror=True, average="softmax", takes_scales=False),
@@ -189,21 +137,6 @@ def parse_scales(given: str | Sequence[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(scales))
 
 
-def paper_scale(q: int, side: int) -> int:
-    """A paper scale (for 224 crops) at a network trained at `side`: round(q·side/224)."""
-    return round(q * side / PAPER_CROP)
-
-
-def _rescaled(size: tuple[int, int], q: int) -> tuple[int, int]:
-    """(H, W) rescaled so that the shorter side is q, aspect kept."""
-    short = min(size)
-    return (q, round(size[1] * q / short)) if size[0] == short else (round(size[0] * q / short), q)
-
-
-def _fmt(size: tuple[int, int]) -> str:
-    return f"{size[0]}×{size[1]}"
-
-
 @dataclass(frozen=True)
 class Plan:
     """A protocol made concrete for one network: its scales, image sizes, views and the network that runs."""
@@ -230,69 +163,6 @@ class Plan:
         return sum(v * per_size[s] for v, s in zip(self.views, self.input_sizes))
 
 
-def _within(rng: tuple[int, int | None] | None, size: tuple[int, int]) -> bool:
-    return rng is not None and min(size) >= rng[0] and (rng[1] is None or max(size) <= rng[1])
-
-
-def _works(rng: tuple[int, int | None] | None) -> str:
-    if rng is None:
-        return "no square size"
-    return f"square sizes {rng[0]} or more" if rng[1] is None else f"square sizes {rng[0]} to {rng[1]}"
-
-
-def _leaves(seq: nn.Sequential, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    for key, layer in seq.named_children():
-        if isinstance(layer, nn.Sequential):
-            yield from _leaves(layer, f"{prefix}{key}_")
-        else:
-            yield f"{prefix}{key}", layer
-
-
-class _FlatHead(nn.Module):
-    """`model` seen with its head's nested Sequentials laid out flat (lenet5_modern's f6 = fc → act), the form
-    `to_fully_conv` converts; the layers are the model's own, shared, not copied."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.body = model
-        self.head = nn.Sequential(OrderedDict(_leaves(model.head)))
-        self.num_features = model.num_features
-        self.name = getattr(model, "name", type(model).__name__)
-        self.in_chans = getattr(model, "in_chans", 3)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.body.forward_features(x)
-
-
-def _fully_conv(model: nn.Module) -> nn.Module:
-    head = getattr(model, "head", None)
-    nested = isinstance(head, nn.Sequential) and any(isinstance(m, nn.Sequential) for m in head.children())
-    return to_fully_conv(_FlatHead(model) if nested and hasattr(model, "num_features") else model)
-
-
-def _dense_net(model: nn.Module, side: int, sizes: Sequence[tuple[int, int]]) -> nn.Module:
-    """The network dense evaluation runs: itself when a global pool lets it take any size, else
-    `to_fully_conv(model)`; a UserError naming the sizes that work when a scale is outside them."""
-    name = getattr(model, "name", type(model).__name__)
-    native = input_range(model, side)
-    if native is not None and native[1] is None:
-        net, rng, form = model, native, name
-    else:
-        try:
-            net = _fully_conv(model)
-        except UserError as err:
-            if all(_within(native, s) for s in sizes):  # only the sizes its fixed head takes anyway
-                return model
-            raise UserError(f"dense evaluation of {name} runs its head as convolutions, but {err}; evaluate it "
-                            "with 10crop or multicrop instead") from None
-        rng, form = input_range(net, side), f"{name} as a fully-convolutional network"
-    bad = [s for s in sizes if not _within(rng, s)]
-    if bad:
-        raise UserError(f"dense evaluation cannot run {name} on a {_fmt(bad[0])} image (scale {min(bad[0])}): "
-                        f"{form} takes {_works(rng)}; give --scales within that range")
-    return net
-
-
 def plan(model: nn.Module, spec: InputSpec, protocol: str | Protocol,
          scales: Sequence[int] | None = None) -> Plan:
     """The protocol for `model` at the run's input `spec`: scales resolved and checked, dense network built.
@@ -310,20 +180,20 @@ def plan(model: nn.Module, spec: InputSpec, protocol: str | Protocol,
     side = min(spec.size)
     if not p.paper_scales:
         if scales is not None and tuple(parse_scales(scales)) != (side,):
-            raise UserError(f"{p.name} looks at the network's own {_fmt(spec.size)} input and takes no scales; give "
-                            "scales to 10crop, dense, multicrop or 144crop")
+            raise UserError(f"{p.name} looks at the network's own {fmt_size(spec.size)} input and takes no scales; "
+                            "give scales to 10crop, dense, multicrop or 144crop")
         qs: tuple[int, ...] = (side,)
     elif scales is not None:
         qs = parse_scales(scales)
     else:
         qs = tuple(dict.fromkeys(paper_scale(q, side) for q in p.paper_scales))
-    images = tuple(_rescaled(spec.size, q) for q in qs)  # the run's own input at q = S
+    images = tuple(rescaled(spec.size, q) for q in qs)  # the run's own input at q = S
     if p.views is None:
-        net, inputs = _dense_net(model, side, images), images
+        net, inputs = dense_net(model, side, images), images
     else:
         small = [(q, s) for q, s in zip(qs, images) if s[0] < spec.size[0] or s[1] < spec.size[1]]
         if small:
-            raise UserError(f"{p.name} takes {_fmt(spec.size)} crops (the network's input) from the image rescaled "
+            raise UserError(f"{p.name} takes {fmt_size(spec.size)} crops (the network's input) from the image rescaled "
                             f"to each scale, so no scale can be below {side}; got {small[0][0]}: give scales of "
                             f"{side} or more")
         net, inputs = model, tuple(spec.size for _ in qs)
