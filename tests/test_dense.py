@@ -54,6 +54,18 @@ def test_score_map_is_one_pixel_and_equals_the_logits_at_the_native_size(name: s
     assert (scores.flatten(1) - logits).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("name", ["lenet5_modern"])
+def test_a_head_of_nested_sequentials_converts_laid_out_flat(name: str) -> None:
+    model = _real(name, num_classes=10)  # f6 is a Sequential of fc and its activation inside the head
+    assert any(isinstance(m, nn.Sequential) for m in model.head.children())
+    fc = to_fully_conv(model)
+    assert not any(isinstance(m, nn.Sequential) for m in fc.head.children())
+    x = torch.randn(2, 1, 40, 40)
+    with torch.no_grad():
+        assert (fc(x[..., :32, :32]).flatten(1) - model(x[..., :32, :32])).abs().max().item() <= 1e-4
+        assert fc(x).shape == (2, 10, 3, 3)  # 8 pixels more at a total stride of 4
+
+
 @pytest.mark.parametrize("name", sorted(NATIVE))
 def test_every_network_converts(name: str) -> None:
     with torch.device("meta"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import OrderedDict
+from collections.abc import Iterator
 
 from torch import Tensor, nn
 
@@ -77,11 +78,20 @@ def _window(fc: nn.Linear, chans: int, where: str) -> int:
     return k
 
 
+def _leaves(seq: nn.Sequential, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
+    """The layers of a head with its nested Sequentials laid out flat (lenet5_modern's f6 = fc → act: f6_fc, ...)."""
+    for key, layer in seq.named_children():
+        if isinstance(layer, nn.Sequential):
+            yield from _leaves(layer, f"{prefix}{key}_")
+        else:
+            yield f"{prefix}{key}", layer
+
+
 def _convert_head(head: nn.Sequential, chans: int, name: str) -> nn.Sequential:
     """The head with Flatten/adaptive pooling dropped and its Linear layers turned into convolutions."""
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     flat = seen_linear = False
-    for key, layer in head.named_children():
+    for key, layer in _leaves(head):
         where = f"{name}'s head.{key}"
         if isinstance(layer, nn.AdaptiveAvgPool2d):
             continue

@@ -4,8 +4,7 @@ image (itself when a global pool lets it take any size, else its fully-convoluti
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -102,36 +101,6 @@ def _works(rng: tuple[int, int | None] | None) -> str:
     return f"square sizes {rng[0]} or more" if rng[1] is None else f"square sizes {rng[0]} to {rng[1]}"
 
 
-def _leaves(seq: nn.Sequential, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    for key, layer in seq.named_children():
-        if isinstance(layer, nn.Sequential):
-            yield from _leaves(layer, f"{prefix}{key}_")
-        else:
-            yield f"{prefix}{key}", layer
-
-
-class _FlatHead(nn.Module):
-    """`model` seen with its head's nested Sequentials laid out flat (lenet5_modern's f6 = fc → act), the form
-    `to_fully_conv` converts; the layers are the model's own, shared, not copied."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.body = model
-        self.head = nn.Sequential(OrderedDict(_leaves(model.head)))
-        self.num_features = model.num_features
-        self.name = getattr(model, "name", type(model).__name__)
-        self.in_chans = getattr(model, "in_chans", 3)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.body.forward_features(x)
-
-
-def _fully_conv(model: nn.Module) -> nn.Module:
-    head = getattr(model, "head", None)
-    nested = isinstance(head, nn.Sequential) and any(isinstance(m, nn.Sequential) for m in head.children())
-    return to_fully_conv(_FlatHead(model) if nested and hasattr(model, "num_features") else model)
-
-
 def dense_net(model: nn.Module, side: int, sizes: Sequence[tuple[int, int]]) -> nn.Module:
     """The network dense evaluation runs: itself when a global pool lets it take any size, else
     `to_fully_conv(model)`; a UserError naming the sizes that work when a scale is outside them."""
@@ -141,7 +110,7 @@ def dense_net(model: nn.Module, side: int, sizes: Sequence[tuple[int, int]]) -> 
         net, rng, form = model, native, name
     else:
         try:
-            net = _fully_conv(model)
+            net = to_fully_conv(model)
         except UserError as err:
             if all(_within(native, s) for s in sizes):  # only the sizes its fixed head takes anyway
                 return model
