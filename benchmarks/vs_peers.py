@@ -543,7 +543,9 @@ def profile_misses(suite: Suite) -> None:
             wanted.append((g["train_best_config"], PEER_TRAIN, g["train_miss"]))
         if g["latency_met"] is False and suite.args.device == "cuda":
             wanted.append((g["latency_best_config"], PEER_LATENCY, g["latency_miss"]))
-        net = next(n for n in suite.networks if n["network"] == g["network"])
+        net = next((n for n in suite.networks if n["network"] == g["network"]), None)
+        if net is None:  # a network whose rows --resume took over but that this run was not asked for
+            continue
         for ours_cfg, peer_cfg, why in dict.fromkeys(wanted):
             if suite.args.budget_s is not None and suite.elapsed() >= suite.args.budget_s + suite.args.profile_s:
                 suite.stopped = (suite.stopped or "") + " (profiles left out: budget spent)"

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import convzoo.bench as zb
 from convzoo.bench import bench, compare, render
-from convzoo.bench.run import _loss, build_ours, make_inputs, make_workload, resolve
+from convzoo.bench.run import _loss, build_ours, build_peer, make_inputs, make_workload, resolve
 from convzoo.bench.timing import Workload, classic_line, classic_stats, step_stats, time_workloads
 from convzoo.cli import main
 
@@ -83,6 +83,19 @@ def test_train_step_changes_the_weights_and_infer_does_not() -> None:
     train.step()
     train.step()
     assert any(not torch.equal(a, p) for a, p in zip(before, side.model.parameters()))
+
+
+def test_a_peer_side_trains_on_inputs_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torchvision's AlexNet has no num_classes attribute: the labels come from what it was built with (the
+    # profile of a missed goal times each side on its own inputs)
+    cfg, device = resolve({"mode": "train", **TINY, "batch": 2, "input_size": 224})
+    peer = build_peer(build_ours("alexnet_owt", cfg), "torchvision", cfg)
+    assert not hasattr(peer.model, "num_classes")
+    x, y = make_inputs(peer, cfg, device)
+    assert x.shape == (2, 3, 224, 224) and int(y.max()) < peer.options["num_classes"]
+    work = make_workload(peer, "train", cfg, device, (x, y))
+    work.enter()
+    work.step()
 
 
 def test_auxiliary_heads_train_only_when_asked() -> None:

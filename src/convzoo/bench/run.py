@@ -158,7 +158,8 @@ def make_inputs(side: Side, cfg: Settings, device: torch.device) -> tuple[Tensor
     """A fixed random batch (in channels_last when asked) and random labels, on `device`."""
     g = torch.Generator().manual_seed(cfg.seed)
     x = torch.randn(cfg.batch, *side.input_size, generator=g)
-    y = torch.randint(0, side.model.num_classes, (cfg.batch,), generator=g)
+    classes = getattr(side.model, "num_classes", None) or side.options["num_classes"]  # a peer: what it was built with
+    y = torch.randint(0, classes, (cfg.batch,), generator=g)
     x = x.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     return x, y.to(device)
 
