@@ -73,3 +73,17 @@ def assert_same_as_peer(name: str, source: str, peer_name: str, *, ours: dict[st
         assert diff <= bound, f"{name} vs {source} {peer_name} at input scale {scale}: max |Δ| = {diff:.3g}"
         worst = max(worst, diff)
     return worst
+
+
+def interrupt_epoch(monkeypatch: Any, epoch: int) -> None:
+    """Make training raise KeyboardInterrupt (Ctrl-C) as epoch `epoch` (0-based) begins; other epochs train."""
+    from convzoo.training import loop
+
+    original = loop.Trainer.train_one_epoch
+
+    def stop(self: Any, e: int, progress: Any = None) -> Any:
+        if e == epoch:
+            raise KeyboardInterrupt
+        return original(self, e, progress)
+
+    monkeypatch.setattr(loop.Trainer, "train_one_epoch", stop)

@@ -13,6 +13,7 @@ from convzoo.training import loop as loop_module
 from convzoo.training import resume, train
 from convzoo.training.budget import plan_epochs, time_to_target
 from convzoo.training.checkpoint import read_checkpoint
+from helpers import interrupt_epoch
 
 QUICK = {"batch_size": 128, "lr": 0.02, "quiet": True, "amp": "none", "channels_last": False, "device": "cpu"}
 
@@ -79,19 +80,13 @@ def test_a_time_budget_plans_the_epochs_that_fit_and_ends_the_schedule_with_the_
 def test_a_budget_run_killed_between_epochs_resumes_with_its_plan_and_its_spent_time(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _slow_steps(monkeypatch, 0.05)
-    original = loop_module.Trainer.train_one_epoch
-
-    def stop_in_second(self: Any, epoch: int, progress: Any = None) -> Any:
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch, progress)
-
-    monkeypatch.setattr(loop_module.Trainer, "train_one_epoch", stop_in_second)
+    interrupt_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train("lenet5_modern", "synthetic", out=str(tmp_path / "r"), **QUICK, epochs=40, time_budget=3.0)
     planned = read_checkpoint(tmp_path / "r" / "last.safetensors").meta["schedule"]["planned"]
     assert 2 <= planned <= 4
-    monkeypatch.setattr(loop_module.Trainer, "train_one_epoch", original)
+    monkeypatch.undo()
+    _slow_steps(monkeypatch, 0.05)
     run = resume(tmp_path / "r")
     assert run.summary["stopped_by"] == "time budget" and run.summary["wall_s"] <= 3.0 * 1.15
     assert abs(run.summary["epochs"] - planned) <= 1  # the same pace, the same plan give or take an epoch

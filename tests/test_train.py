@@ -18,7 +18,7 @@ from convzoo.training import loop as loop_module
 from convzoo.training import setup as train_setup
 from convzoo.training.checkpoint import read_checkpoint
 from convzoo.training.recipes import PAPER, recipe_settings
-from helpers import small_input
+from helpers import interrupt_epoch, small_input
 
 # The settings of a small, bitwise-repeatable CPU run on the built-in synthetic data.
 QUICK = {"epochs": 2, "batch_size": 128, "lr": 0.02, "quiet": True, "amp": "none", "channels_last": False,
@@ -128,17 +128,10 @@ def test_interrupted_and_resumed_run_ends_with_the_same_metrics(tmp_path: Path,
     settings = {**QUICK, "epochs": 3, "deterministic": True, "val_fraction": 0.1, "ema": 0.9,
                 "crop_padding": 2, "hflip": True, "schedule": "onecycle", "options": {"dropout": 0.3}}
     whole = train("lenet5_modern", "synthetic", out=str(tmp_path / "whole"), **settings)
-    original = loop_module.Trainer.train_one_epoch
-
-    def stop_in_third_epoch(self: Any, epoch: int, progress: Any = None) -> Any:
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch, progress)
-
-    monkeypatch.setattr(loop_module.Trainer, "train_one_epoch", stop_in_third_epoch)
+    interrupt_epoch(monkeypatch, 2)
     with pytest.raises(Interrupted, match=r"interrupted in epoch 3; 2 finished epochs are saved in .*--resume"):
         train("lenet5_modern", "synthetic", out=str(tmp_path / "cut"), **settings)
-    monkeypatch.setattr(loop_module.Trainer, "train_one_epoch", original)
+    monkeypatch.undo()
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 2
     resumed = resume(tmp_path / "cut")
     assert _without_timing(resumed.history) == _without_timing(whole.history)

@@ -10,7 +10,7 @@ from ..errors import UserError
 from ..render import text_table
 from ..training import RECIPES, TrainConfig, evaluate_run, predict, resume, train
 from ..training.config import add_arguments, explicit_overrides
-from ..training.recipes import D2L, D2L_LENET, FAST, FAST_EXCEPTIONS, PAPER
+from ..training.recipes import D2L, D2L_LENET, FAST, FAST_EXCEPTIONS, PAPER, Recipe
 from .export_cmd import add_predict_arguments, print_predictions, run_onnx_predict
 from .inspect_cmd import build_options
 
@@ -166,8 +166,8 @@ def recipe_rows(family: str | None = None) -> list[dict[str, Any]]:
     rows = []
     if family is None:
         rows += [{"recipe": "fast", "family": "all", **_row(FAST)}]
-        rows += [{"recipe": "fast", "family": who, "settings": dict(settings), "builder_options": {}, "source": why,
-                  "guesses": []} for who, (settings, why) in FAST_EXCEPTIONS.items()]
+        rows += [{"recipe": "fast", "family": who, **_row(Recipe(settings, why))}
+                 for who, (settings, why) in FAST_EXCEPTIONS.items()]
         rows += [{"recipe": "d2l", "family": "lenet", **_row(D2L_LENET)},
                  {"recipe": "d2l", "family": "all others", **_row(D2L)}]
     families = [family] if family else sorted(PAPER)

@@ -43,7 +43,7 @@ def plan_epochs(history: list[dict[str, Any]], budget: float, cap: int, *, per_e
         if not history:
             return cap
         recent = history[1:][-3:] or history  # the first epoch pays for warm-up: left out once there are others
-        per_epoch = sum(r["epoch_s"] + r["eval_s"] for r in recent) / len(recent)
+        per_epoch = spent(recent) / len(recent)
     more = int((budget - spent(history)) // per_epoch) if per_epoch > 0 else cap
     return max(1, done, min(cap, done + max(0, more)))
 

@@ -231,7 +231,7 @@ def _record(epoch: int, lr: float, st: Any, val: Evaluation | None, test: Evalua
     return r
 
 
-def _plan(t: Trainer, history: list[dict[str, Any]], progress: Any) -> None:
+def _plan(t: Trainer, history: list[dict[str, Any]]) -> None:
     """--time-budget: the epochs the run is planned for, from the time of those done (budget.py); before the
     first has finished, from a calibration of a few of its steps."""
     s = t.s
@@ -248,11 +248,9 @@ def _plan(t: Trainer, history: list[dict[str, Any]], progress: Any) -> None:
         def calibrated(step_s: float) -> None:
             per_epoch = step_s * steps * (1 + EVAL_COST * evaluated / max(len(s.train), 1))
             t.schedule.planned = _agree(plan_epochs([], cfg.time_budget, cfg.epochs, per_epoch=per_epoch), world)
-            progress.epochs = t.schedule.planned
             t.calibration = None
 
         t.calibration = Calibration(s.device, steps, calibrated)
-    progress.epochs = t.schedule.planned
 
 
 def _fit(s: Setup, run_dir: Path, ckpt: Any) -> RunResult:
@@ -267,8 +265,8 @@ def _fit(s: Setup, run_dir: Path, ckpt: Any) -> RunResult:
     start, history = _restore(t, ckpt) if ckpt is not None else (0, [])
     if world.main:
         write_metrics(run_dir, history)
-    progress = Progress(cfg, s, run_dir, steps, start) if world.main else Silent()
-    _plan(t, history, progress)
+    progress = Progress(cfg, s, run_dir, t.schedule, start) if world.main else Silent()
+    _plan(t, history)
     epoch, test = start, None
     reason = stop_reason(history, cfg, t.schedule.epochs) if history else None
     try:
@@ -283,7 +281,7 @@ def _fit(s: Setup, run_dir: Path, ckpt: Any) -> RunResult:
             ranks = all_gather_object((*stats.local, stats.seconds), world) if world.active else None
             history.append(_record(epoch + 1, t.schedule.lr(t.step - 1), stats, val, test, ranks))
             t.schedule.end_epoch(1 - val.top1 if val is not None else stats.loss)
-            _plan(t, history, progress)
+            _plan(t, history)
             reason = stop_reason(history, cfg, t.schedule.epochs)
             improved = val is None or val.top1 >= max(r["val_top1"] for r in history)
             _save(t, run_dir, epoch + 1, history, improved)

@@ -33,10 +33,10 @@ class Silent:
 
 
 class Progress:
-    def __init__(self, cfg: TrainConfig, s: Any, run_dir: Path, steps: int, start_epoch: int) -> None:
-        self.cfg, self.s, self.run_dir, self.steps = cfg, s, run_dir, steps
+    def __init__(self, cfg: TrainConfig, s: Any, run_dir: Path, schedule: Any, start_epoch: int) -> None:
+        self.cfg, self.s, self.run_dir, self.schedule = cfg, s, run_dir, schedule
+        self.steps = schedule.steps_per_epoch
         self._bar: Any = None
-        self.epochs = cfg.epochs  # what the run is planned for (fewer under --time-budget)
         self.tb = _tensorboard(run_dir, start_epoch)
         if not cfg.quiet:
             frozen = sum(p.numel() for p in s.model.parameters() if not p.requires_grad)
@@ -56,7 +56,7 @@ class Progress:
             return None
         from tqdm import tqdm
 
-        self._bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False,
+        self._bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.schedule.epochs}", leave=False,
                          file=sys.stderr, dynamic_ncols=True, unit="step", disable=None)
 
         def update(step: int, loss: float, top1: float, img_s: float) -> None:
@@ -71,7 +71,7 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        print(epoch_line(record, self.epochs), flush=True)
+        print(epoch_line(record, self.schedule.epochs), flush=True)  # as planned (fewer under --time-budget)
         if "ranks" in record and not self.cfg.quiet:
             print("  per rank: " + "; ".join(f"{r['rank']}: {r['images']:,} img, data {r['data_s']:.1f} s, compute "
                                              f"{r['compute_s']:.1f} s, {r['img_per_s_wall']:,.0f} img/s"
@@ -133,7 +133,7 @@ def _clock_text(m: dict[str, Any]) -> list[str]:
     if hit:
         lines.append(f"  target {100 * hit['target']:g} % ({hit['on'].removesuffix('_top1')}) reached in epoch "
                      f"{hit['epoch']}: {hit['train_s']:.1f} s training, {hit['wall_s']:.1f} s with evaluation")
-    elif "time_to_target" in m and m["time_to_target"] is None and m.get("target_acc") is not None:
+    elif m.get("target_acc") is not None:
         lines.append(f"  target {100 * m['target_acc']:g} % not reached")
     return lines
 
